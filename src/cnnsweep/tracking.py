@@ -1,0 +1,148 @@
+"""What a job leaves behind: TensorBoard events and results rows, always written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+RESULTS_JSON = "results.json"
+RESULTS_CSV = "results.csv"
+EPOCHS_JSON = "epochs.json"
+EPOCHS_CSV = "epochs.csv"
+PACKAGES = ("torch", "torchvision", "hydra-core", "optuna", "numpy", "cnnsweep")
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """NaN/inf are not JSON: a diverged loss is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, json.dumps(_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Rows of flat dicts (lists/dicts are JSON-encoded into their cell)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+        )
+    atomic_write(path, buf.getvalue())
+
+
+def write_results_row(job_dir: str | Path, row: dict[str, Any]) -> None:
+    """The job's results row, as ``results.json`` and a one-row ``results.csv``."""
+    write_json(Path(job_dir) / RESULTS_JSON, row)
+    write_csv(Path(job_dir) / RESULTS_CSV, [{k: v for k, v in row.items() if k != "config"}])
+
+
+def write_epoch_rows(job_dir: str | Path, rows: list[dict[str, Any]]) -> None:
+    write_json(Path(job_dir) / EPOCHS_JSON, rows)
+    write_csv(Path(job_dir) / EPOCHS_CSV, rows)
+
+
+def read_results_row(job_dir: str | Path) -> dict[str, Any] | None:
+    """The job's results row, or None when there is none or it cannot be parsed."""
+    try:
+        row = json.loads((Path(job_dir) / RESULTS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class TensorBoardRun:
+    """One TensorBoard run per job: scalars, histograms, images, graph and the HParams entry.
+
+    The HParams summary is written into the same event file as the scalars (not the extra
+    sub-run that ``SummaryWriter.add_hparams`` creates), so the HParams tab links both.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float | None]) -> None:
+        for name, value in metrics.items():
+            if value is not None:
+                self.writer.add_scalar(name, value, epoch)
+
+    def log_histograms(self, epoch: int, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            self.writer.add_histogram(name, param.detach().cpu(), epoch)
+            if param.grad is not None:
+                self.writer.add_histogram(f"{name}.grad", param.grad.detach().cpu(), epoch)
+
+    def log_images(self, tag: str, images: torch.Tensor, nrow: int = 8) -> None:
+        grid = torchvision.utils.make_grid(images.detach().cpu(), nrow=nrow, normalize=True)
+        self.writer.add_image(tag, grid)
+
+    def log_graph(self, model: nn.Module, example: torch.Tensor) -> None:
+        with warnings.catch_warnings():  # add_graph traces with torch.jit, deprecated but working
+            warnings.simplefilter("ignore", FutureWarning)
+            self.writer.add_graph(model, example)
+
+    def log_figure(self, tag: str, figure: Any, step: int = 0) -> None:
+        self.writer.add_figure(tag, figure, step)
+
+    def log_hparams(self, hparam_dict: dict[str, Any], metric_dict: dict[str, float | None]) -> None:
+        """HParams entry; each metric is also written as a scalar under the same tag."""
+        metrics = {k: v for k, v in metric_dict.items() if v is not None and math.isfinite(v)}
+        hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparam_dict.items()}
+        exp, ssi, sei = hparams(hp, metrics)
+        file_writer = self.writer._get_file_writer()
+        for summary in (exp, ssi, sei):
+            file_writer.add_summary(summary)
+        for name, value in metrics.items():
+            self.writer.add_scalar(name, value)
+
+    def close(self) -> None:
+        self.writer.close()

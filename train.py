@@ -1,0 +1,32 @@
+"""Train one configuration, or sweep many with -m: `python train.py -m lr=0.01,0.001`."""
+
+import logging
+import math
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from cnnsweep.data import DatasetError
+from cnnsweep.job import ConfigError, run_job
+
+log = logging.getLogger("train")
+
+
+@hydra.main(config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    try:
+        return run_job(cfg)
+    except (ConfigError, DatasetError) as e:
+        # bad input: one line, not a traceback; in a sweep the other jobs go on
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error("job failed: %s", e)
+            return math.nan
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
