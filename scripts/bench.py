@@ -40,17 +40,23 @@ def seed_epoch(root: str, batch_size: int) -> float:
 
 def repo_epoch(split: Split, batch_size: int, memory_format: torch.memory_format) -> float:
     model = build_model("network").to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01, fused=True)  # as conf/optimizer/adam.yaml
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=0.01, fused=True
+    )  # as conf/optimizer/adam.yaml
     generator = torch.Generator().manual_seed(0)
     start = time.perf_counter()
-    train_one_epoch(model, optimizer, split, batch_size, True, generator, memory_format, progress=False)
+    train_one_epoch(
+        model, optimizer, split, batch_size, True, generator, memory_format, progress=False
+    )
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--epochs", type=int, default=1, help="epochs timed per pipeline (best taken)")
+    parser.add_argument(
+        "--epochs", type=int, default=1, help="epochs timed per pipeline (best taken)"
+    )
     parser.add_argument("--root", default="data")
     args = parser.parse_args()
 
@@ -58,7 +64,9 @@ def main() -> None:
     (x, y), _ = load_torchvision("FashionMNIST", args.root, True, CFG.debian_dir)
     split = Split(to_float(x, CFG.mean, CFG.std), y)
     print(f"load + uint8->float of 60000 images once: {time.perf_counter() - start:.2f}s")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model=network, 60000 images")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, model=network, 60000 images"
+    )
     print(f"{'batch':>6} {'seed DataLoader s/epoch':>24} {'repo contiguous':>16} "
           f"{'repo channels_last':>19} {'speedup':>8}")  # fmt: skip
     for bs in args.batch_sizes:

@@ -45,7 +45,9 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
         path.write_bytes(data)
 
 
-def write_idx_dataset(root: Path, dataset: str = "FashionMNIST", n_train: int = 300, n_test: int = 100) -> Path:
+def write_idx_dataset(
+    root: Path, dataset: str = "FashionMNIST", n_train: int = 300, n_test: int = 100
+) -> Path:
     raw = root / dataset / "raw"
     for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
         images, labels = make_images(n, seed=seed)
@@ -82,7 +84,7 @@ FAST = ["epochs=1", "batch_size=50", "progress=false", "tensorboard.histograms=t
 def compose_cfg(tiny_root: Path) -> Iterator:
     """compose(overrides) -> the job's config, as Hydra would build it for `train.py`."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF)):
 
         def _compose(overrides: list[str] = ()) -> DictConfig:
             return compose("config", overrides=[f"data_dir={tiny_root}", *FAST, *overrides])
@@ -92,7 +94,11 @@ def compose_cfg(tiny_root: Path) -> Iterator:
 
 
 def run_cli(
-    args: list[str], cwd: Path, script: str = "train.py", timeout: int = 600, env: dict | None = None
+    args: list[str],
+    cwd: Path,
+    script: str = "train.py",
+    timeout: int = 600,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run one of the repo's scripts as a user would, from ``cwd``."""
     return subprocess.run(
@@ -103,3 +109,17 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_job(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished 2-epoch job on tiny Fashion-MNIST, shared by the tests that only read it."""
+    from cnnsweep.job import run_job
+
+    out = tmp_path_factory.mktemp("job")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose("config", overrides=[f"data_dir={tiny_root}", *FAST, "epochs=2"])
+    GlobalHydra.instance().clear()
+    run_job(cfg, output_dir=out)
+    return out

@@ -78,7 +78,10 @@ def check_raw_folder(raw: Path) -> None:
             raise DatasetError(f"{raw / name} has {len(shape)} dimensions, expected {ndim}")
         shapes[name] = shape
     for split in ("train", "t10k"):
-        n_img, n_lab = shapes[f"{split}-images-idx3-ubyte"][0], shapes[f"{split}-labels-idx1-ubyte"][0]
+        n_img, n_lab = (
+            shapes[f"{split}-images-idx3-ubyte"][0],
+            shapes[f"{split}-labels-idx1-ubyte"][0],
+        )
         if n_img != n_lab:
             raise DatasetError(f"{raw}: {split} has {n_img} images but {n_lab} labels")
 
@@ -130,7 +133,9 @@ def load_torchvision(
             cls(root=str(root), train=True, download=True)
         except Exception as e:  # no network, a mirror down, a bad archive
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DatasetError(f"{dataset} not found in {raw} and download failed ({msg}); {hint}")
+            raise DatasetError(
+                f"{dataset} not found in {raw} and download failed ({msg}); {hint}"
+            ) from None
     check_raw_folder(raw)
     out = []
     for train in (True, False):
@@ -157,10 +162,14 @@ def read_csv_split(path: str | Path, image_size: int = 28, in_channels: int = 1)
     except ValueError as e:
         raise DatasetError(f"CSV {path} has a malformed row: {str(e).splitlines()[0]}") from None
     if table.shape[1] != n_pixels + 1:
-        raise DatasetError(f"CSV {path} has rows of {table.shape[1]} columns; expected {n_pixels + 1}")
+        raise DatasetError(
+            f"CSV {path} has rows of {table.shape[1]} columns; expected {n_pixels + 1}"
+        )
     if table.size and (table[:, 1:].min() < 0 or table[:, 1:].max() > 255):
         raise DatasetError(f"CSV {path} has pixel values outside 0..255")
-    images = torch.from_numpy(table[:, 1:].astype(np.uint8)).reshape(-1, in_channels, image_size, image_size)
+    images = torch.from_numpy(table[:, 1:].astype(np.uint8)).reshape(
+        -1, in_channels, image_size, image_size
+    )
     return images, torch.from_numpy(table[:, 0]).long()
 
 

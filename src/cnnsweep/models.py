@@ -47,7 +47,7 @@ class Network(nn.Module):
 
 
 class BnCNN(nn.Module):
-    """Seed 003: two conv 5x5 (pad 2) + BatchNorm + ReLU + max-pool blocks, then one linear layer."""
+    """Seed 003: two conv 5x5 (pad 2) + BatchNorm + ReLU + max-pool blocks, then a linear layer."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
         super().__init__()

@@ -133,10 +133,15 @@ class TensorBoardRun:
     def log_figure(self, tag: str, figure: Any, step: int = 0) -> None:
         self.writer.add_figure(tag, figure, step)
 
-    def log_hparams(self, hparam_dict: dict[str, Any], metric_dict: dict[str, float | None]) -> None:
+    def log_hparams(
+        self, hparam_dict: dict[str, Any], metric_dict: dict[str, float | None]
+    ) -> None:
         """HParams entry; each metric is also written as a scalar under the same tag."""
         metrics = {k: v for k, v in metric_dict.items() if v is not None and math.isfinite(v)}
-        hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparam_dict.items()}
+        hp = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v)
+            for k, v in hparam_dict.items()
+        }
         exp, ssi, sei = hparams(hp, metrics)
         file_writer = self.writer._get_file_writer()
         for summary in (exp, ssi, sei):

@@ -1,0 +1,166 @@
+"""The pictures and per-class report people look at after training (seeds 003 and 004)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display: jobs run headless and in parallel
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
+from torch import nn  # noqa: E402
+
+from cnnsweep.models import first_convs  # noqa: E402
+from cnnsweep.tracking import atomic_write, write_json  # noqa: E402
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Save a PNG atomically (tmp file + rename) and keep the figure open for TensorBoard."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def history_figure(epoch_rows: list[dict[str, Any]]) -> Figure:
+    """Seed 004's plot.png: train and validation loss and accuracy per epoch."""
+    epochs = [r["epoch"] for r in epoch_rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, train_key, val_key, title in (
+        (ax_loss, "loss", "val_loss", "Loss"),
+        (ax_acc, "accuracy", "val_accuracy", "Accuracy"),
+    ):
+        ax.plot(epochs, [r[train_key] for r in epoch_rows], "o-", label="train")
+        val = [(e, r[val_key]) for e, r in zip(epochs, epoch_rows) if r.get(val_key) is not None]
+        if val:
+            ax.plot(*zip(*val), "s-", label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax: Any, image: torch.Tensor, title: str, color: str = "black") -> None:
+    """One image (float [C, H, W], any scale) on an axis, with a title."""
+    img = image.detach().float().cpu()
+    img = (img - img.min()) / (img.max() - img.min() + 1e-8)
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray")
+    else:
+        ax.imshow(img.permute(1, 2, 0).numpy())
+    ax.set_title(title, fontsize=9, color=color)
+    ax.axis("off")
+
+
+def samples_figure(images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> Figure:
+    """Seed 003's sample grid: training images titled with their class names."""
+    n = len(images)
+    cols = min(5, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, label in zip(axes.flat, images, labels):
+        _show(ax, image, class_names[int(label)])
+    fig.tight_layout()
+    return fig
+
+
+def filters_figure(model: nn.Module, cols: int = 8) -> Figure:
+    """Seed 003's filter pictures: every first-layer filter, and the second layer's filters on
+    their first input channel."""
+    convs = first_convs(model)[:2]
+    kernels = [c.weight.detach().float().cpu()[:, 0] for c in convs]
+    rows = [-(-len(k) // cols) for k in kernels]
+    fig = plt.figure(figsize=(cols * 0.9, sum(rows) * 0.9 + 0.8 * len(kernels)))
+    subfigs = fig.subfigures(len(kernels), 1, height_ratios=[r + 0.6 for r in rows], squeeze=False)
+    for i, (sub, k) in enumerate(zip(subfigs[:, 0], kernels)):
+        sub.suptitle(f"conv{i + 1}: {len(k)} filters {k.shape[-2]}x{k.shape[-1]}"
+                     + (" (input channel 0)" if i else ""), fontsize=10)  # fmt: skip
+        axes = sub.subplots(rows[i], cols, squeeze=False)
+        for ax in axes.flat:
+            ax.axis("off")
+        for ax, w in zip(axes.flat, k):
+            ax.imshow(w.numpy(), cmap="gray")
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, class_names: list[str]) -> Figure:
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(0.6 * n + 3, 0.6 * n + 2.5))
+    im = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix (test split)")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                color="white" if count > threshold else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def class_report(
+    y_true: torch.Tensor, y_pred: torch.Tensor, class_names: list[str]
+) -> tuple[str, dict[str, Any], np.ndarray]:
+    """scikit-learn's per-class precision/recall/F1 (text and dict) and the confusion matrix."""
+    labels = list(range(len(class_names)))
+    t, p = y_true.cpu().numpy(), y_pred.cpu().numpy()
+    kwargs = {"labels": labels, "target_names": class_names, "zero_division": 0, "digits": 4}
+    text = classification_report(t, p, **kwargs)
+    table = classification_report(t, p, output_dict=True, **kwargs)
+    return text, table, confusion_matrix(t, p, labels=labels)
+
+
+def write_job_reports(
+    out_dir: str | Path,
+    model: nn.Module,
+    epoch_rows: list[dict[str, Any]],
+    sample_images: torch.Tensor,
+    sample_labels: torch.Tensor,
+    y_true: torch.Tensor | None,
+    y_pred: torch.Tensor | None,
+    class_names: list[str],
+    tb: Any = None,
+) -> list[Path]:
+    """plot.png, samples.png, filters.png, confusion_matrix.png, classification_report.txt/json.
+
+    Each picture also goes to TensorBoard's Images tab when a ``TensorBoardRun`` is given.
+    """
+    out_dir = Path(out_dir)
+    figures = {
+        "plot": history_figure(epoch_rows),
+        "samples": samples_figure(sample_images, sample_labels, class_names),
+        "filters": filters_figure(model),
+    }
+    written = []
+    if y_true is not None and y_pred is not None:
+        text, table, matrix = class_report(y_true, y_pred, class_names)
+        atomic_write(out_dir / "classification_report.txt", text)
+        write_json(out_dir / "classification_report.json", table)
+        written += [out_dir / "classification_report.txt", out_dir / "classification_report.json"]
+        figures["confusion_matrix"] = confusion_figure(matrix, class_names)
+    for name, fig in figures.items():
+        written.append(save_figure(fig, out_dir / f"{name}.png"))
+        if tb is not None:
+            tb.log_figure(f"reports/{name}", fig)  # add_figure closes it
+        plt.close(fig)
+    return written
