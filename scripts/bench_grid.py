@@ -1,0 +1,184 @@
+"""Wall time of the seed's hyperparameter grid: this repo's Hydra sweep vs the seed's own loop.
+
+The grid is the seed's RunBuilder product lr=[0.01, 0.001] x batch_size=[100, 1000] x
+shuffle=[true, false], 3 epochs each, on real Fashion-MNIST, both measured in this same run:
+
+- repo: ``python train.py -m ...`` as a user types it (one process, jobs one after the other),
+  with validation every epoch, the test evaluation, TensorBoard histograms, checkpoints and rows;
+- seed: a torchvision dataset with ``ToTensor`` per item, ``DataLoader(batch_size, shuffle)``,
+  the same ``network`` model and Adam, a ``SummaryWriter`` with images, graph, scalars and weight
+  and gradient histograms every epoch, the runs one after the other, no validation, no test.
+
+    python scripts/bench_grid.py            # the full grid (several minutes on 2 cores)
+    python scripts/bench_grid.py --quick    # 1 epoch, 2 runs: checks that it works
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+
+from cnnsweep.data import load_torchvision
+from cnnsweep.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+TARGET = 0.3  # the repo's grid may take at most this fraction of the seed loop's time
+GRID = {"lr": [0.01, 0.001], "batch_size": [100, 1000], "shuffle": [True, False]}
+QUICK = {"lr": [0.01, 0.001], "batch_size": [1000], "shuffle": [True]}
+
+
+def runs_of(grid: dict[str, list]) -> list[dict]:
+    """The seed's RunBuilder: the product of the value lists, in the same order as Hydra's."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def repo_grid(grid: dict[str, list], epochs: int, root: str, out: Path) -> tuple[float, list]:
+    """`train.py -m` over the grid in a subprocess; (wall seconds, the jobs' results rows)."""
+
+    def values(v: list) -> str:
+        return ",".join(str(x).lower() if isinstance(x, bool) else str(x) for x in v)
+
+    sweep_dir = out / "repo"
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        *(f"{k}={values(v)}" for k, v in grid.items()),
+        f"epochs={epochs}",
+        f"data_dir={Path(root).resolve()}",
+        f"hydra.sweep.dir={sweep_dir.resolve()}",
+        "tensorboard.histograms=true",
+        "reports=false",
+        "progress=false",
+        "resume=false",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"train.py -m failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rows = []
+    for job in sorted(sweep_dir.glob("*/results.json"), key=lambda p: int(p.parent.name)):
+        rows.append(json.loads(job.read_text()))
+    return seconds, rows
+
+
+def seed_grid(runs: list[dict], epochs: int, root: str, out: Path) -> tuple[float, list]:
+    """The seed's loop, timed from building the dataset to the last run's saved results."""
+    start = time.perf_counter()
+    train_set = torchvision.datasets.FashionMNIST(
+        root, train=True, download=False, transform=torchvision.transforms.ToTensor()
+    )
+    results = []
+    for number, run in enumerate(runs, 1):
+        model = build_model("network")
+        loader = DataLoader(train_set, batch_size=run["batch_size"], shuffle=run["shuffle"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=run["lr"])
+        name = "-".join(f"{k}={v}" for k, v in run.items())
+        tb = SummaryWriter(log_dir=str(out / "seed_tb" / f"{number}-{name}"))
+        images, _ = next(iter(loader))
+        tb.add_image("images", torchvision.utils.make_grid(images))
+        with warnings.catch_warnings():  # add_graph traces with the deprecated torch.jit
+            warnings.simplefilter("ignore", FutureWarning)
+            tb.add_graph(model, images)
+        run_start = time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            epoch_start = time.perf_counter()
+            total_loss, total_correct = 0.0, 0
+            for images, labels in loader:
+                preds = model(images)
+                loss = F.cross_entropy(preds, labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * images.shape[0]
+                total_correct += preds.argmax(dim=1).eq(labels).sum().item()
+            loss_avg, accuracy = total_loss / len(train_set), total_correct / len(train_set)
+            tb.add_scalar("Loss", loss_avg, epoch)
+            tb.add_scalar("Number Correct", total_correct, epoch)
+            tb.add_scalar("Accuracy", accuracy, epoch)
+            for pname, param in model.named_parameters():
+                tb.add_histogram(pname, param, epoch)
+                tb.add_histogram(f"{pname}.grad", param.grad, epoch)
+            results.append(
+                {
+                    "run": number,
+                    "epoch": epoch,
+                    "loss": loss_avg,
+                    "accuracy": accuracy,
+                    "epoch duration": time.perf_counter() - epoch_start,
+                    "run duration": time.perf_counter() - run_start,
+                    **run,
+                }
+            )
+        tb.close()
+    (out / "seed_results.json").write_text(json.dumps(results, indent=2))
+    return time.perf_counter() - start, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 epoch, 2 runs (a smoke test)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 3 (1 with --quick)")
+    parser.add_argument("--root", default="data", help="data_dir holding FashionMNIST/raw")
+    parser.add_argument("--out", default="bench_out/grid", help="where both write their logs")
+    args = parser.parse_args()
+    grid = QUICK if args.quick else GRID
+    epochs = args.epochs or (1 if args.quick else 3)
+    runs = runs_of(grid)
+    out = Path(args.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    load_torchvision("FashionMNIST", args.root, True, DEBIAN_DIR)  # install once, not timed
+
+    axes = " x ".join(f"{k}={v}" for k, v in grid.items())
+    print(f"grid: {len(runs)} runs x {epochs} epoch(s), {axes}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; logs in {out}")
+    repo_s, rows = repo_grid(grid, epochs, args.root, out)
+    bad = [r for r in rows if r.get("status") != "completed"]
+    if len(rows) != len(runs) or bad:
+        sys.exit(f"repo grid: {len(rows)} rows, not completed: {[r.get('error') for r in bad]}")
+    test_accs = [r["test_acc"] for r in rows]
+    in_epochs = sum(r["epoch_duration"] * r["epochs_run"] for r in rows)
+    in_jobs = sum(r["run_duration"] for r in rows)
+    print(
+        f"repo  train.py -m (val + test each job):  {repo_s:8.1f} s   "
+        f"test acc {min(test_accs):.4f}-{max(test_accs):.4f}"
+    )
+    print(
+        f"      of which epochs (train + val) {in_epochs:.1f} s, rest of the jobs (data, test, "
+        f"checkpoint, TensorBoard) {in_jobs - in_epochs:.1f} s, startup {repo_s - in_jobs:.1f} s"
+    )
+    seed_s, results = seed_grid(runs, epochs, args.root, out)
+    last = [r["accuracy"] for r in results if r["epoch"] == epochs]
+    print(
+        f"seed  DataLoader loop (train only):       {seed_s:8.1f} s   "
+        f"train acc {min(last):.4f}-{max(last):.4f}"
+    )
+    ratio = repo_s / seed_s
+    verdict = "meets" if ratio <= TARGET else "misses"
+    print(
+        f"ratio repo/seed: {ratio:.3f} ({verdict} the target <= {TARGET}; "
+        f"{seed_s / repo_s:.1f}x faster)"
+    )
+
+
+if __name__ == "__main__":
+    main()
