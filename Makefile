@@ -40,5 +40,48 @@ test: setup lint
 bench: setup
 	$(PY) scripts/bench.py $(ARGS)
 
+# Optuna search (conf/hparams_search/fashion_mnist_optuna.yaml); again: continues the same study
+SEARCH ?= fashion_mnist_optuna
+search: setup
+	$(PY) train.py -m hparams_search=$(SEARCH) $(ARGS)
+
+# the Optuna dashboard on a study storage: make dashboard [PORT=8080] [STORAGE=sqlite:///studies/x.db]
+PORT ?= 8080
+HOST ?= 127.0.0.1
+STORAGE ?= sqlite:///studies/fashion_mnist.db
+dashboard: .venv/.installed
+	.venv/bin/optuna-dashboard $(STORAGE) --host $(HOST) --port $(PORT)
+
+# the same seeded 16-trial search with and without pruning: epochs trained, wall time, best val acc
+bench-search: setup
+	$(PY) scripts/bench_search.py $(ARGS)
+
+# every job's results (multirun/ and outputs/, or DIRS) merged into results/: runs, epochs, summary.md, plots
+DIRS ?=
+aggregate: .venv/.installed
+	$(PY) -m cnnsweep.aggregate $(DIRS) $(ARGS)
+
+# TensorBoard on the newest sweep (or LOGDIR=...), on 127.0.0.1 only: make tensorboard [TB_PORT=6006]
+LOGDIR ?=
+TB_HOST ?= 127.0.0.1
+TB_PORT ?= 6006
+tensorboard: .venv/.installed
+	@logdir="$(LOGDIR)"; \
+	if [ -z "$$logdir" ]; then logdir=$$(ls -d multirun/*/*/ 2>/dev/null | sort | tail -n 1); fi; \
+	if [ -z "$$logdir" ] && [ -d outputs ]; then logdir=outputs; fi; \
+	if [ -z "$$logdir" ]; then echo "no sweep under multirun/: run python train.py -m ... first"; exit 1; fi; \
+	echo "TensorBoard on $$logdir: http://$(TB_HOST):$(TB_PORT)"; \
+	.venv/bin/tensorboard --logdir "$$logdir" --host $(TB_HOST) --port $(TB_PORT)
+
+# the seed's 8-run grid, 3 epochs on Fashion-MNIST: train.py -m vs the seed's loop (ARGS=--quick: 2 runs, 1 epoch)
+bench-grid: setup
+	$(PY) scripts/bench_grid.py $(ARGS)
+
+# the newest job with a model.pt unless JOB=<job dir or model.pt> is given
+JOB ?= $(shell ls -t $$(find outputs multirun -name model.pt 2>/dev/null) 2>/dev/null | head -n 1 | xargs -r dirname)
+predict: .venv/.installed
+	@test -n "$(JOB)" || { echo "no trained job found: run 'make train' first or give JOB=<dir>"; exit 2; }
+	$(PY) predict.py $(JOB) $(ARGS)
+
 clean:
 	rm -rf outputs multirun results bench_out .pytest_cache

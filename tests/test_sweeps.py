@@ -156,7 +156,9 @@ def test_failed_diverged_and_half_written_jobs_are_listed_not_ranked(
     assert results(sweep_dir / "0")["status"] == "completed"
     diverged = results(sweep_dir / "1")
     assert diverged["status"] == "diverged" and "nan" in diverged["error"]
-    assert not (sweep_dir / "2" / "results.json").exists()
+    refused = results(sweep_dir / "2")  # refused before training, but its row says why
+    assert refused["status"] == "failed" and "lr=-1 is not allowed" in refused["error"]
+    assert refused["lr"] == -1 and not (sweep_dir / "2" / "epochs.json").exists()
     assert "lr=-1 is not allowed" in output
     # a job killed while writing its row, and one still running (or killed) at epoch 0
     shutil.copytree(sweep_dir / "0", sweep_dir / "3")

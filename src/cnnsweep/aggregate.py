@@ -12,10 +12,9 @@
 - ``val_acc.png`` (validation accuracy per epoch of each run) and ``test_acc.png`` (final test
   accuracy per configuration).
 
-A job dir is a folder holding ``results.json`` or Hydra's ``.hydra/``. A job that failed before
-writing a row (a bad config value in a sweep) is listed as ``failed`` with the error from its log;
-a row that is not valid JSON is listed as ``corrupt``. Output depends only on the job folders, so
-running it twice gives the same files.
+A job dir is a folder holding ``results.json`` or Hydra's ``.hydra/``. A job with no row (killed
+before it started) is listed as ``missing``; a row that is not valid JSON as ``corrupt``. Output
+depends only on the job folders, so running it twice gives the same files.
 """
 
 from __future__ import annotations
@@ -134,20 +133,6 @@ def _hydra_config(job_dir: Path) -> dict[str, Any]:
     return info
 
 
-def _error_from_log(job_dir: Path) -> str | None:
-    """The last ERROR line of the job's Hydra log (``train.log``), without its prefix."""
-    last = None
-    for log in sorted(job_dir.glob("*.log")):
-        try:
-            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            if "][ERROR] - " in line:
-                last = line.split("][ERROR] - ", 1)[1].strip()
-    return last
-
-
 def _sweep_of(job_dir: Path, row: dict[str, Any]) -> Path:
     """The sweep a job belongs to: its multirun folder, or the job dir itself for a single run."""
     if (job_dir.parent / "multirun.yaml").exists():
@@ -182,9 +167,7 @@ def read_job(job_dir: str | Path, base: Path | None = None) -> dict[str, Any]:
         if (job_dir / RESULTS_JSON).exists():
             row.update(status="corrupt", error=why)
         else:
-            logged = _error_from_log(job_dir)
-            row.update(status="failed" if logged else "missing",
-                       error=logged or "no results row (killed before it started?)")  # fmt: skip
+            row.update(status="missing", error="no results row (killed before it started?)")
     else:
         row = dict(raw)
         status = row.get("status")

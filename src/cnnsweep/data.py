@@ -7,6 +7,7 @@ small CNNs fast on a CPU.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import shutil
@@ -137,9 +138,16 @@ def load_torchvision(
                 f"{dataset} not found in {raw} and download failed ({msg}); {hint}"
             ) from None
     check_raw_folder(raw)
+    return _read_splits(dataset, str(root.resolve()))
+
+
+@functools.lru_cache(maxsize=2)
+def _read_splits(dataset: str, root: str) -> tuple:
+    """Read once per process: the jobs of a sweep run one after another in the same process."""
+    cls = getattr(torchvision.datasets, dataset)
     out = []
     for train in (True, False):
-        ds = cls(root=str(root), train=train, download=False)
+        ds = cls(root=root, train=train, download=False)
         out.append((ds.data, ds.targets.long()))
     return out[0], out[1]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from cnnsweep.data import load_data
 from cnnsweep.loop import evaluate, train_one_epoch
 from cnnsweep.models import MODELS, build_model
+from cnnsweep.pruning import OptunaTrial, reported_metric
+from cnnsweep.reports import write_job_reports
 from cnnsweep.tracking import (
     TensorBoardRun,
     package_versions,
@@ -34,7 +37,15 @@ from cnnsweep.tracking import (
 
 log = logging.getLogger(__name__)
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "best_val_acc")
+METRICS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "best_val_acc",
+)
 # keys that change where or how fast a job runs, not what it learns (ignored when resuming)
 RUNTIME_KEYS = ("device", "threads", "data_dir", "progress", "resume", "reports", "tensorboard")
 
@@ -70,7 +81,9 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(cfg.shuffle, bool):
         raise ConfigError(f"shuffle={cfg.shuffle!r} is not allowed: use true or false")
     if cfg.model.name not in MODELS:
-        raise ConfigError(f"model.name={cfg.model.name!r} is not allowed: use one of {sorted(MODELS)}")
+        raise ConfigError(
+            f"model.name={cfg.model.name!r} is not allowed: use one of {sorted(MODELS)}"
+        )
     resolve_device(cfg.device)
     resolve_threads(cfg.threads)
     allowed = [m for m in METRICS if vf > 0 or not m.startswith(("val", "best_val"))]
@@ -87,9 +100,7 @@ def resolve_device(name: str) -> torch.device:
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(
-            f"device={name!r} is not allowed: use auto, cpu, cuda, cuda:N or mps"
-        )
+        raise ConfigError(f"device={name!r} is not allowed: use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} is not available: no CUDA GPU here; use auto or cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
@@ -176,8 +187,17 @@ def build_optimizer(cfg: DictConfig, params: Any) -> torch.optim.Optimizer:
 
 def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
-    validate(cfg)
     info = job_info(output_dir)
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        if info.multirun:  # in a sweep, the row is where the user sees which job was refused
+            write_results_row(info.output_dir, {
+                "status": "failed", "error": f"ConfigError: {e}", **hyperparameters(cfg),
+                "objective": cfg.objective, "overrides": info.overrides, "job_num": info.job_num,
+                "job_dir": str(info.output_dir.resolve()), "sweep_dir": info.sweep_dir,
+            })  # fmt: skip
+        raise
     out = info.output_dir
     hp = hyperparameters(cfg)
     config = learning_config(cfg)
@@ -190,6 +210,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
             return float("nan") if value is None else float(value)
 
     started = time.time()
+    trial = OptunaTrial.from_config(cfg)  # this job's Optuna trial; inert outside an Optuna search
     row: dict[str, Any] = {
         "status": "running",
         "error": None,
@@ -203,6 +224,8 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         "run_name": info.run_name,
         "overrides": info.overrides,
         "job_num": info.job_num,
+        "study_name": trial.study_name,
+        "trial_number": trial.number,
         "job_dir": str(out.resolve()),
         "sweep_dir": str(Path(info.sweep_dir).resolve()) if info.sweep_dir else None,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -227,18 +250,21 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         train_set = data.train.to(device)
         val_set = data.val.to(device) if data.val is not None else None
         test_set = data.test.to(device)
-        model = build_model(**{k: cfg.model[k] for k in ("name", "in_channels", "num_classes", "image_size")})
+        model = build_model(
+            **{k: cfg.model[k] for k in ("name", "in_channels", "num_classes", "image_size")}
+        )
         model = model.to(device, memory_format=memory_format)
         optimizer = build_optimizer(cfg.optimizer, model.parameters())
-        generator = torch.Generator(device=train_set.labels.device).manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: same order on any device
 
+        shutil.rmtree(out / "tb", ignore_errors=True)  # an interrupted attempt's events go
         tb = TensorBoardRun(out / "tb" / info.run_name)
         if cfg.tensorboard.images:
             tb.log_images("images", data.train.images[:64])
         if cfg.tensorboard.graph:
             tb.log_graph(model, train_set.images[:2].contiguous(memory_format=memory_format))
 
-        best_val_acc, best_epoch = -1.0, None
+        best_val_acc, best_state = -1.0, None
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.time()
             train_loss, train_acc = train_one_epoch(
@@ -249,11 +275,15 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
             if val_set is not None and math.isfinite(train_loss):
                 val_loss, val_acc, _ = evaluate(model, val_set, memory_format=memory_format)
             seconds = time.time() - t0
-            row.update(train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc)
+            row.update(
+                train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc
+            )
             row.update(epochs_run=epoch)
             if val_acc is not None and val_acc > best_val_acc:
-                best_val_acc, best_epoch = val_acc, epoch
+                best_val_acc = val_acc
                 row.update(best_val_acc=val_acc, best_epoch=epoch)
+                if cfg.keep_best:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             epoch_rows.append({
                 "run": info.job_num, "epoch": epoch, "loss": train_loss, "accuracy": train_acc,
                 "epoch duration": seconds, "run duration": time.time() - started,
@@ -271,16 +301,36 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
                 epoch, cfg.epochs, train_loss, train_acc, _fmt(val_loss), _fmt(val_acc), seconds,
             )  # fmt: skip
             if not math.isfinite(train_loss):
-                row.update(status="diverged", error=f"training loss became {train_loss} in epoch {epoch}")
-                log.warning("%s: diverged (loss %s) in epoch %d, stopped", info.run_name, train_loss, epoch)
+                row.update(
+                    status="diverged", error=f"training loss became {train_loss} in epoch {epoch}"
+                )
+                log.warning(
+                    "%s: diverged (loss %s) in epoch %d, stopped", info.run_name, train_loss, epoch
+                )
+                break
+            # report every epoch, prune before the last (a pruned run: no test pass, no model.pt)
+            if trial.report(epoch, row[reported_metric(cfg.objective)]) and epoch < cfg.epochs:
+                trial.prune()  # the trial ends as PRUNED in the study
+                row.update(status="pruned")
+                log.info("%s: pruned after epoch %d (trial %d)", info.run_name, epoch, trial.number)
                 break
 
         if row["status"] == "running":
-            test_loss, test_acc, _ = evaluate(model, test_set, memory_format=memory_format)
+            if best_state is not None:  # test and save the weights of the best validation epoch
+                model.load_state_dict(best_state)
+            test_loss, test_acc, test_preds = evaluate(model, test_set, memory_format=memory_format)
             row.update(test_loss=test_loss, test_acc=test_acc, status="completed")
             tb.log_epoch(cfg.epochs, {"Loss/test": test_loss, "Accuracy/test": test_acc})
             log.info("test loss %.4f acc %.4f", test_loss, test_acc)
             save_checkpoint(out / "model.pt", model, cfg, row)
+            if cfg.reports:
+                pick = torch.randperm(
+                    len(data.train), generator=torch.Generator().manual_seed(cfg.seed)
+                )[:20]
+                write_job_reports(
+                    out, model, epoch_rows, data.train.images[pick], data.train.labels[pick],
+                    test_set.labels, test_preds, data.class_names, tb,
+                )  # fmt: skip
         durations = [r["epoch duration"] for r in epoch_rows]
         row.update(epoch_duration=sum(durations) / len(durations) if durations else None)
         tb.log_hparams(hp, {f"hparam/{m}": row[m] for m in METRICS})
@@ -302,17 +352,12 @@ def _fmt(value: float | None) -> str:
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, cfg: DictConfig, row: dict) -> None:
-    """Weights plus what is needed to rebuild and use the model (plain types: weights_only loads)."""
+    """Weights plus what rebuilds and uses the model, in plain types that weights_only loads."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "state_dict": state,
         "model": {k: cfg.model[k] for k in ("name", "in_channels", "num_classes", "image_size")},
-        "data": {
-            "name": cfg.data.name,
-            "class_names": list(cfg.data.class_names),
-            "mean": float(cfg.data.mean),
-            "std": float(cfg.data.std),
-        },
+        "data": OmegaConf.to_container(cfg.data, resolve=True),  # predict rebuilds the test split
         "hyperparameters": hyperparameters(cfg),
         "metrics": {m: row[m] for m in METRICS},
     }

@@ -38,14 +38,20 @@ def history_figure(epoch_rows: list[dict[str, Any]]) -> Figure:
     """Seed 004's plot.png: train and validation loss and accuracy per epoch."""
     epochs = [r["epoch"] for r in epoch_rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, train_key, val_key, title in (
-        (ax_loss, "loss", "val_loss", "Loss"),
-        (ax_acc, "accuracy", "val_accuracy", "Accuracy"),
+    for ax, train_key, val_key in (
+        (ax_loss, "loss", "val_loss"),
+        (ax_acc, "accuracy", "val_accuracy"),
     ):
         ax.plot(epochs, [r[train_key] for r in epoch_rows], "o-", label="train")
         val = [(e, r[val_key]) for e, r in zip(epochs, epoch_rows) if r.get(val_key) is not None]
         if val:
             ax.plot(*zip(*val), "s-", label="validation")
+    best = [(r["val_accuracy"], e) for e, r in zip(epochs, epoch_rows) if r.get("val_accuracy")]
+    if best:  # the epoch keep_best tests: the first with the highest validation accuracy
+        best_epoch = max(best, key=lambda t: (t[0], -t[1]))[1]
+        for ax in (ax_loss, ax_acc):
+            ax.axvline(best_epoch, color="gray", ls=":", label="best validation accuracy")
+    for ax, title in ((ax_loss, "Loss"), (ax_acc, "Accuracy")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

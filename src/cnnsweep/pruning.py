@@ -1,0 +1,107 @@
+"""A job's handle on its Optuna trial: report each epoch's value, stop when the pruner says so.
+
+The Optuna sweeper (``cnnsweep.optuna_sweeper``) gives every job its trial identity as overrides:
+``optuna.study_name``, ``optuna.storage``, ``optuna.trial`` (the trial number) and
+``optuna.pruner`` (the sweeper's ``hydra.sweeper.pruner`` config). Outside an Optuna search these
+are null and :class:`OptunaTrial` does nothing, so the training job needs no special case::
+
+    trial = OptunaTrial.from_config(cfg)
+    for epoch in ...:
+        ...
+        if trial.report(epoch, val_acc):  # True: the pruner wants this trial stopped
+            trial.prune()                 # the trial ends as PRUNED in the study
+            break
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def reported_metric(objective: str) -> str:
+    """The per-epoch metric a trial reports: the objective itself, or its validation twin.
+
+    ``test_*`` is only known at the end of a job, so ``test_acc`` reports ``val_acc`` per epoch
+    (same direction, so the study's direction fits both).
+    """
+    return objective.replace("test_", "val_", 1) if objective.startswith("test_") else objective
+
+
+class OptunaTrial:
+    """The running trial a job belongs to, in the study's shared storage (inert if none)."""
+
+    def __init__(
+        self,
+        study_name: str | None = None,
+        storage: str | None = None,
+        number: int | None = None,
+        pruner: Any = None,
+    ) -> None:
+        self.study_name = study_name
+        self.storage = storage
+        self.number = number
+        self._pruner_cfg = pruner
+        self._trial: Any = None  # optuna.trial.Trial, loaded on the first report
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> OptunaTrial:
+        """From the job config's ``optuna`` block (missing or all null: an inert trial)."""
+        block = cfg.get("optuna") if isinstance(cfg, DictConfig) else None
+        if not block:
+            return cls()
+        pruner = block.get("pruner")
+        if isinstance(pruner, DictConfig):
+            pruner = OmegaConf.to_container(pruner, resolve=True)
+        return cls(block.get("study_name"), block.get("storage"), block.get("trial"), pruner)
+
+    @property
+    def active(self) -> bool:
+        """True when this job is an Optuna trial whose study lives in a storage we can reach."""
+        return self.number is not None and bool(self.storage) and bool(self.study_name)
+
+    def _load(self) -> Any:
+        if self._trial is None:
+            import optuna
+
+            storage = optuna.storages.RDBStorage(self.storage)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(
+                storage.get_study_id_from_name(self.study_name), self.number
+            )
+            pruner = None
+            if self._pruner_cfg:
+                pruner = instantiate(self._pruner_cfg, _execution_whitelist_="optuna.pruners.*")
+            study = optuna.load_study(
+                study_name=self.study_name,
+                storage=storage,
+                pruner=pruner or optuna.pruners.NopPruner(),
+            )
+            self._trial = optuna.trial.Trial(study, trial_id)
+        return self._trial
+
+    def report(self, epoch: int, value: float | None) -> bool:
+        """Record ``value`` as the trial's intermediate value at step ``epoch``; True: prune it.
+
+        A missing or non-finite value (no validation split, a diverged loss) is not reported.
+        """
+        if not self.active or value is None or not math.isfinite(value):
+            return False
+        trial = self._load()
+        trial.report(float(value), step=epoch)
+        return bool(trial.should_prune())
+
+    def prune(self) -> None:
+        """End the trial as PRUNED in the study (its value: the last reported one)."""
+        if not self.active:
+            return
+        import optuna
+
+        trial = self._load()
+        trial.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+        log.info("trial %d of study %r pruned", self.number, self.study_name)
