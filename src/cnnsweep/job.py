@@ -26,7 +26,6 @@ from cnnsweep.data import load_data
 from cnnsweep.loop import evaluate, train_one_epoch
 from cnnsweep.models import MODELS, build_model
 from cnnsweep.pruning import OptunaTrial, reported_metric
-from cnnsweep.reports import write_job_reports
 from cnnsweep.tracking import (
     TensorBoardRun,
     package_versions,
@@ -324,6 +323,9 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
             log.info("test loss %.4f acc %.4f", test_loss, test_acc)
             save_checkpoint(out / "model.pt", model, cfg, row)
             if cfg.reports:
+                # matplotlib and scikit-learn take seconds to import: only when pictures are on
+                from cnnsweep.reports import write_job_reports
+
                 pick = torch.randperm(
                     len(data.train), generator=torch.Generator().manual_seed(cfg.seed)
                 )[:20]
