@@ -148,7 +148,7 @@ def job_info(output_dir: str | Path | None = None) -> JobInfo:
         run_name=(hc.job.override_dirname or "default").replace("/", "_"),
         overrides=list(hc.overrides.task),
         job_num=int(hc.job.get("num") or 0),
-        sweep_dir=hc.sweep.dir if multirun else None,
+        sweep_dir=str(Path(hc.sweep.dir).resolve()) if multirun else None,
         multirun=multirun,
     )
 
@@ -187,17 +187,17 @@ def build_optimizer(cfg: DictConfig, params: Any) -> torch.optim.Optimizer:
 def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
     info = job_info(output_dir)
+    out = info.output_dir
     try:
         validate(cfg)
     except ConfigError as e:
         if info.multirun:  # in a sweep, the row is where the user sees which job was refused
-            write_results_row(info.output_dir, {
+            write_results_row(out, {
                 "status": "failed", "error": f"ConfigError: {e}", **hyperparameters(cfg),
                 "objective": cfg.objective, "overrides": info.overrides, "job_num": info.job_num,
-                "job_dir": str(info.output_dir.resolve()), "sweep_dir": info.sweep_dir,
+                "job_dir": str(out.resolve()), "sweep_dir": info.sweep_dir,
             })  # fmt: skip
         raise
-    out = info.output_dir
     hp = hyperparameters(cfg)
     config = learning_config(cfg)
 
@@ -226,7 +226,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         "study_name": trial.study_name,
         "trial_number": trial.number,
         "job_dir": str(out.resolve()),
-        "sweep_dir": str(Path(info.sweep_dir).resolve()) if info.sweep_dir else None,
+        "sweep_dir": info.sweep_dir,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "finished_at": None,
         "device": None,
