@@ -67,7 +67,7 @@ TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 tensorboard: .venv/.installed
 	@logdir="$(LOGDIR)"; \
-	if [ -z "$$logdir" ]; then logdir=$$(ls -d multirun/*/*/ 2>/dev/null | sort | tail -n 1); fi; \
+	if [ -z "$$logdir" ]; then logdir=$$(ls -td multirun/*/*/ 2>/dev/null | head -n 1); fi; \
 	if [ -z "$$logdir" ] && [ -d outputs ]; then logdir=outputs; fi; \
 	if [ -z "$$logdir" ]; then echo "no sweep under multirun/: run python train.py -m ... first"; exit 1; fi; \
 	echo "TensorBoard on $$logdir: http://$(TB_HOST):$(TB_PORT)"; \
