@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnsweep.reports import save_figure
 from cnnsweep.tracking import EPOCHS_JSON, RESULTS_JSON, atomic_write, write_csv, write_json
 
 DEFAULT_ROOTS = ("multirun", "outputs")
@@ -389,17 +390,11 @@ def _label(row: dict[str, Any], columns: list[str], show_sweep: bool) -> str:
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
-    """A figure drawn by Agg without pyplot: no display, no global backend switched."""
+    """A figure of its own (not pyplot's global list), saved as PNG by Agg."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     return fig, fig.subplots()
-
-
-def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", metadata={"Software": None})
-    os.replace(tmp, path)
 
 
 def plot_val_curves(runs: list[dict[str, Any]], epochs: list[dict[str, Any]], path: Path) -> None:
@@ -438,7 +433,7 @@ def plot_val_curves(runs: list[dict[str, Any]], epochs: list[dict[str, Any]], pa
             0.5, 0.5, "no epoch with a validation accuracy", ha="center", transform=ax.transAxes
         )
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_test_acc(runs: list[dict[str, Any]], objective: str, path: Path) -> None:
@@ -473,7 +468,7 @@ def plot_test_acc(runs: list[dict[str, Any]], objective: str, path: Path) -> Non
     ax.set_title("Final test accuracy per configuration")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 # ---------------------------------------------------------------------------------- main

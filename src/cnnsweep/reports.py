@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cnnsweep.models import first_convs  # noqa: E402
@@ -27,7 +26,8 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        # no "Software" stamp: the same figure gives the same bytes whatever matplotlib wrote it
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -128,6 +128,8 @@ def class_report(
     y_true: torch.Tensor, y_pred: torch.Tensor, class_names: list[str]
 ) -> tuple[str, dict[str, Any], np.ndarray]:
     """scikit-learn's per-class precision/recall/F1 (text and dict) and the confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix  # a second to import
+
     labels = list(range(len(class_names)))
     t, p = y_true.cpu().numpy(), y_pred.cpu().numpy()
     kwargs = {"labels": labels, "target_names": class_names, "zero_division": 0, "digits": 4}
