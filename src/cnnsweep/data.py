@@ -203,27 +203,37 @@ def split_train_val(
     return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
 
 
-def load_data(cfg: Any, seed: int) -> Data:
-    """Build the train/val/test splits described by a ``data`` config group."""
-    if cfg.source == "torchvision":
-        (x_train, y_train), (x_test, y_test) = load_torchvision(
-            cfg.dataset, cfg.root, cfg.download, cfg.get("debian_dir")
-        )
+def _read_uint8(cfg: Any, splits: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The named splits ("train", "test") of a ``data`` config as uint8 images and labels."""
+    if cfg.source == "torchvision":  # torchvision reads both splits at once (cached)
+        both = load_torchvision(cfg.dataset, cfg.root, cfg.download, cfg.get("debian_dir"))
+        raw = dict(zip(("train", "test"), both, strict=True))
     elif cfg.source == "csv":
-        x_train, y_train = read_csv_split(cfg.train_csv, cfg.image_size, cfg.in_channels)
-        x_test, y_test = read_csv_split(cfg.test_csv, cfg.image_size, cfg.in_channels)
+        raw = {n: read_csv_split(cfg[f"{n}_csv"], cfg.image_size, cfg.in_channels) for n in splits}
     else:
         raise DatasetError(f"data.source={cfg.source!r} is not supported; use torchvision or csv")
-    for name, y in (("train", y_train), ("test", y_test)):
+    for name in splits:
+        y = raw[name][1]
         if len(y) and (y.min() < 0 or y.max() >= cfg.num_classes):
             raise DatasetError(
                 f"{cfg.name} {name} labels span {int(y.min())}..{int(y.max())}, "
                 f"outside 0..{cfg.num_classes - 1} (data.num_classes={cfg.num_classes})"
             )
-    x_train = to_float(x_train, cfg.mean, cfg.std, cfg.in_channels)
-    x_test = to_float(x_test, cfg.mean, cfg.std, cfg.in_channels)
-    train, val = split_train_val(x_train, y_train, cfg.val_fraction, seed)
-    return Data(train, val, Split(x_test, y_test), list(cfg.class_names))
+    return {name: raw[name] for name in splits}
+
+
+def load_data(cfg: Any, seed: int) -> Data:
+    """Build the train/val/test splits described by a ``data`` config group."""
+    raw = _read_uint8(cfg, ("train", "test"))
+    x_train = to_float(raw["train"][0], cfg.mean, cfg.std, cfg.in_channels)
+    train, val = split_train_val(x_train, raw["train"][1], cfg.val_fraction, seed)
+    return Data(train, val, load_test_split(cfg, raw), list(cfg.class_names))
+
+
+def load_test_split(cfg: Any, raw: dict | None = None) -> Split:
+    """The test split alone, normalised (predict needs no training images)."""
+    x, y = (raw or _read_uint8(cfg, ("test",)))["test"]
+    return Split(to_float(x, cfg.mean, cfg.std, cfg.in_channels), y)
 
 
 def iterate_batches(

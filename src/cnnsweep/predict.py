@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnsweep.data import DatasetError, load_data
+from cnnsweep.data import DatasetError, load_test_split
 from cnnsweep.models import build_model
 
 CHECKPOINT = "model.pt"
@@ -102,7 +102,7 @@ def random_test_images(trained: Trained, n: int, seed: int, data_dir: str | None
     if data_dir is not None and "root" in cfg:
         cfg.root = data_dir
     try:
-        test = load_data(cfg, seed=0).test
+        test = load_test_split(cfg)
     except DatasetError as e:
         raise PredictError(f"cannot load the test split of {cfg.name}: {e}") from None
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
