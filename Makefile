@@ -1,16 +1,18 @@
 # Everything runs inside .venv; `make setup` creates it (idempotent).
-PY := .venv/bin/python
+ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+VENV ?= .venv
+PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train test lint format bench bench-grid bench-search aggregate tensorboard search dashboard predict clean
+.PHONY: setup data train test lint format bench bench-grid bench-search bench-accuracy aggregate tensorboard search dashboard predict clean
 
-setup: .venv/.installed data
+setup: $(VENV)/.installed data
 
-.venv/.installed: pyproject.toml
-	test -d .venv || python3 -m venv .venv
-	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -e '.[dev]'
+$(VENV)/.installed: $(ROOT)pyproject.toml $(ROOT)constraints.txt
+	test -d $(VENV) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev]'
 	touch $@
 
 # Fashion-MNIST offline: Debian's package (needs root); online, torchvision downloads it itself
@@ -26,13 +28,13 @@ data:
 train: setup
 	$(PY) train.py $(ARGS)
 
-lint: .venv/.installed
-	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-format: .venv/.installed
-	.venv/bin/ruff check --fix .
-	.venv/bin/ruff format .
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test: setup lint
 	$(PY) -m pytest -q $(ARGS)
@@ -49,8 +51,8 @@ search: setup
 PORT ?= 8080
 HOST ?= 127.0.0.1
 STORAGE ?= sqlite:///studies/fashion_mnist.db
-dashboard: .venv/.installed
-	.venv/bin/optuna-dashboard $(STORAGE) --host $(HOST) --port $(PORT)
+dashboard: $(VENV)/.installed
+	$(VENV)/bin/optuna-dashboard $(STORAGE) --host $(HOST) --port $(PORT)
 
 # the same seeded 16-trial search with and without pruning: epochs trained, wall time, best val acc
 bench-search: setup
@@ -58,28 +60,32 @@ bench-search: setup
 
 # every job's results (multirun/ and outputs/, or DIRS) merged into results/: runs, epochs, summary.md, plots
 DIRS ?=
-aggregate: .venv/.installed
+aggregate: $(VENV)/.installed
 	$(PY) -m cnnsweep.aggregate $(DIRS) $(ARGS)
 
 # TensorBoard on the newest sweep (or LOGDIR=...), on 127.0.0.1 only: make tensorboard [TB_PORT=6006]
 LOGDIR ?=
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
-tensorboard: .venv/.installed
+tensorboard: $(VENV)/.installed
 	@logdir="$(LOGDIR)"; \
-	if [ -z "$$logdir" ]; then logdir=$$(ls -td multirun/*/*/ 2>/dev/null | head -n 1); fi; \
+	if [ -z "$$logdir" ]; then logdir=$$($(PY) -m cnnsweep.paths sweep); fi; \
 	if [ -z "$$logdir" ] && [ -d outputs ]; then logdir=outputs; fi; \
 	if [ -z "$$logdir" ]; then echo "no sweep under multirun/: run python train.py -m ... first"; exit 1; fi; \
 	echo "TensorBoard on $$logdir: http://$(TB_HOST):$(TB_PORT)"; \
-	.venv/bin/tensorboard --logdir "$$logdir" --host $(TB_HOST) --port $(TB_PORT)
+	$(VENV)/bin/tensorboard --logdir "$$logdir" --host $(TB_HOST) --port $(TB_PORT)
+
+# time to 90/91/92/93% test accuracy: seed 003's recipe vs experiment=fashion_mnist_fast, same run
+bench-accuracy: setup
+	$(PY) scripts/bench_accuracy.py $(ARGS)
 
 # the seed's 8-run grid, 3 epochs on Fashion-MNIST: train.py -m vs the seed's loop (ARGS=--quick: 2 runs, 1 epoch)
 bench-grid: setup
 	$(PY) scripts/bench_grid.py $(ARGS)
 
 # the newest job with a model.pt unless JOB=<job dir or model.pt> is given
-JOB ?= $(shell ls -t $$(find outputs multirun -name model.pt 2>/dev/null) 2>/dev/null | head -n 1 | xargs -r dirname)
-predict: .venv/.installed
+JOB ?= $(shell $(PY) -m cnnsweep.paths job 2>/dev/null)
+predict: $(VENV)/.installed
 	@test -n "$(JOB)" || { echo "no trained job found: run 'make train' first or give JOB=<dir>"; exit 2; }
 	$(PY) predict.py $(JOB) $(ARGS)
 

@@ -15,8 +15,10 @@ import torchvision
 from omegaconf import OmegaConf
 
 from cnnsweep.data import Split, load_torchvision, to_float
-from cnnsweep.loop import train_one_epoch
+from cnnsweep.loop import Recipe, train_one_epoch
 from cnnsweep.models import build_model
+from cnnsweep.monitor import Monitor
+from cnnsweep.state import TrainState
 
 CFG = OmegaConf.load("conf/data/fashion_mnist.yaml")
 
@@ -43,11 +45,12 @@ def repo_epoch(split: Split, batch_size: int, memory_format: torch.memory_format
     optimizer = torch.optim.Adam(
         model.parameters(), lr=0.01, fused=True
     )  # as conf/optimizer/adam.yaml
-    generator = torch.Generator().manual_seed(0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # constant
+    gens = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    state = TrainState(model, optimizer, scheduler, Monitor(), *gens)
+    recipe = Recipe(batch_size=batch_size, shuffle=True, memory_format=memory_format)
     start = time.perf_counter()
-    train_one_epoch(
-        model, optimizer, split, batch_size, True, generator, memory_format, progress=False
-    )
+    train_one_epoch(state, split, recipe, progress=False)
     return time.perf_counter() - start
 
 

@@ -123,3 +123,129 @@ def tiny_job(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     GlobalHydra.instance().clear()
     run_job(cfg, output_dir=out)
     return out
+
+
+# --- image folders and CIFAR-10 archives written by the tests ---------------------------------
+
+IMAGE_CLASSES = ("apple", "bird", "car")  # class k: a band in colour k at height k (top to bottom)
+BAND_COLOURS = ((230, 40, 30), (40, 200, 60), (50, 70, 240))
+
+
+def band_picture(k: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """uint8 [H, W, 3]: a dark noisy background with class k's coloured band at height k/3."""
+    w, h = size
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 50, size=(h, w, 3), dtype=np.uint8)
+    top = int(h * k / 3)
+    arr[top : top + max(2, h // 4), w // 8 : w - w // 8] = BAND_COLOURS[k]
+    return arr
+
+
+def save_in_mode(arr: np.ndarray, path: Path, mode: str) -> Path:
+    """Save an RGB picture as one of the modes people's image files come in."""
+    from PIL import Image
+
+    img = Image.fromarray(arr)
+    if mode == "rgba":  # opaque band, the rest half transparent
+        alpha = np.where(arr.max(axis=2) > 100, 255, 128).astype(np.uint8)
+        img.putalpha(Image.fromarray(alpha))
+        img.save(path.with_suffix(".png"))
+        return path.with_suffix(".png")
+    if mode == "palette":
+        img = img.quantize(16)
+    elif mode == "gray":
+        img = img.convert("L")
+    elif mode == "gray16":  # 16-bit grayscale PNG
+        img = Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257)
+    elif mode == "cmyk":
+        img.convert("CMYK").save(path.with_suffix(".jpg"), quality=95)
+        return path.with_suffix(".jpg")
+    elif mode == "jpeg":
+        img.save(path.with_suffix(".jpg"), quality=95)
+        return path.with_suffix(".jpg")
+    elif mode == "exif":  # the pixels stored rotated, EXIF orientation 6 turns them upright
+        stored = Image.fromarray(np.ascontiguousarray(np.rot90(arr, 1)))
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        stored.save(path.with_suffix(".jpg"), quality=95, exif=exif)
+        return path.with_suffix(".jpg")
+    img.save(path.with_suffix(".png"))
+    return path.with_suffix(".png")
+
+
+IMAGE_MODES = ("rgb", "rgba", "palette", "gray", "gray16", "cmyk", "jpeg", "exif")
+
+
+def write_image_folder(
+    root: Path, per_class: int = 24, classes: tuple[str, ...] = IMAGE_CLASSES, junk: bool = True
+) -> Path:
+    """``root/<class>/<image>``: ``per_class`` images per class in every mode of IMAGE_MODES and
+    sizes from 20 to 64 pixels; with ``junk``, a text file and a truncated JPEG in the first
+    class (skipped with a warning when read)."""
+    for k, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size = (20 + (i * 11) % 45, 20 + (i * 7) % 40)
+            arr = band_picture(k % len(BAND_COLOURS), size, seed=100 * k + i)
+            save_in_mode(arr, folder / f"{name}_{i:03d}", IMAGE_MODES[i % len(IMAGE_MODES)])
+    if junk:
+        first = root / classes[0]
+        (first / "notes.txt").write_text("not a picture\n")
+        good = save_in_mode(band_picture(0, (40, 40)), first / "whole", "jpeg")
+        (first / "broken.jpg").write_bytes(good.read_bytes()[:200])  # truncated
+        good.unlink()
+        (first / ".DS_Store").write_bytes(b"\x00\x01")  # hidden: ignored, not counted
+    return root
+
+
+CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck"]  # fmt: skip
+
+
+def cifar_images(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
+    """[N, 3072] rows as CIFAR-10 stores them (R plane, G plane, B plane of 32x32), learnable:
+    class k lights channel k % 3 in a band at height 3k."""
+    rng = np.random.default_rng(seed)
+    labels = [int(k) for k in np.arange(n) % 10]
+    images = rng.integers(0, 60, size=(n, 3, 32, 32), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        images[i, k % 3, 3 * k : 3 * k + 3, 4:28] = 250
+    return images.reshape(n, 3072), labels
+
+
+def write_cifar_dataset(root: Path, per_batch: int = 20, n_test: int = 30) -> Path:
+    """A tiny CIFAR-10 in its own format: ``root/cifar-10-batches-py`` with five pickled
+    training batches, the test batch and batches.meta. Their md5s are not torchvision's:
+    ``trust_cifar_files`` makes torchvision accept them."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = [(f"data_batch_{i}", per_batch, i) for i in range(1, 6)]
+    for name, n, seed in [*batches, ("test_batch", n_test, 99)]:
+        data, labels = cifar_images(n, seed)
+        entry = {"batch_label": name, "labels": labels, "data": data,
+                 "filenames": [f"{i}.png" for i in range(n)]}  # fmt: skip
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+    meta = {"label_names": CIFAR_NAMES, "num_cases_per_batch": per_batch, "num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return root
+
+
+def trust_cifar_files(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+    """Point torchvision's CIFAR10 md5 lists at the files under ``root``; everything else
+    (integrity check, download-if-missing, unpickling) is torchvision's own code."""
+    import hashlib
+
+    import torchvision
+
+    cls = torchvision.datasets.CIFAR10
+    folder = root / cls.base_folder
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
+    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(cls.meta["filename"])})

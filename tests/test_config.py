@@ -10,7 +10,7 @@ import torch
 from conftest import CONF, run_cli
 
 from cnnsweep.job import build_optimizer, hyperparameters, validate
-from cnnsweep.models import build_model
+from cnnsweep.models import build_model, model_spec
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
@@ -18,14 +18,18 @@ OPTIMIZERS = sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml"))
 
 
 def test_groups_have_the_documented_options() -> None:
-    assert MODELS == ["bn_cnn", "lenet", "network"]
-    assert DATA == ["csv", "fashion_mnist", "kmnist", "mnist"]
+    assert MODELS == ["bn_cnn", "cnn", "lenet", "network", "resnet"]
+    assert DATA == ["cifar10", "csv", "fashion_mnist", "image_folder", "kmnist", "mnist"]
     assert OPTIMIZERS == ["adam", "adamw", "sgd"]
 
 
 @pytest.mark.parametrize("model,data,optimizer", itertools.product(MODELS, DATA, OPTIMIZERS))
 def test_every_combination_composes_and_builds(compose_cfg, model, data, optimizer) -> None:
-    extra = ["data.train_csv=train.csv", "data.test_csv=test.csv"] if data == "csv" else []
+    extra = {
+        "csv": ["data.train_csv=train.csv", "data.test_csv=test.csv"],
+        # an image folder's classes come from its folders; here they are given, as predict does
+        "image_folder": ["data.train_dir=photos", "data.class_names=[a,b,c]", "data.num_classes=3"],
+    }.get(data, [])
     cfg = compose_cfg(
         [f"model={model}", f"data={data}", f"optimizer={optimizer}", "lr=0.05", *extra]
     )
@@ -33,10 +37,8 @@ def test_every_combination_composes_and_builds(compose_cfg, model, data, optimiz
     hp = hyperparameters(cfg)
     assert (hp["model"], hp["data"], hp["optimizer"], hp["lr"]) == (model, data, optimizer, 0.05)
     assert len(cfg.data.class_names) == cfg.data.num_classes == cfg.model.num_classes
-    net = build_model(
-        **{k: cfg.model[k] for k in ("name", "in_channels", "num_classes", "image_size")}
-    )
-    opt = build_optimizer(cfg.optimizer, net.parameters())
+    net = build_model(**model_spec(cfg.model))
+    opt = build_optimizer(cfg.optimizer, net)
     assert opt.param_groups[0]["lr"] == 0.05
     assert type(opt).__name__.lower() == optimizer
 
@@ -56,9 +58,9 @@ def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
 
 
 def test_unknown_group_option_lists_the_available_ones(tmp_path: Path) -> None:
-    res = run_cli(["model=resnet"], cwd=tmp_path)
+    res = run_cli(["model=vgg"], cwd=tmp_path)
     assert res.returncode != 0
-    assert "Could not find 'model/resnet'" in res.stderr
+    assert "Could not find 'model/vgg'" in res.stderr
     for option in MODELS:
         assert option in res.stderr
 

@@ -159,8 +159,8 @@ def test_csv_with_wrong_columns_fails_before_training(tmp_path: Path, tiny_root:
     )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "train.csv has 100 columns; expected 785" in res.stderr
-    row = json.loads((tmp_path / "run/results.json").read_text())
-    assert row["status"] == "failed" and "100 columns" in row["error"]
+    # refused before the job folder is touched, like a bad knob: no row, nothing else written
+    assert not (tmp_path / "run/results.json").exists()
     assert not (tmp_path / "run/epochs.json").exists()
 
 

@@ -50,6 +50,6 @@ def test_pool_then_relu_equals_the_seeds_relu_then_pool() -> None:
 
 def test_unknown_model_names_the_known_ones() -> None:
     with pytest.raises(
-        ValueError, match="unknown model 'resnet'; known models: bn_cnn, lenet, network"
+        ValueError, match="unknown model 'vgg'; known models: bn_cnn, cnn, lenet, network, resnet"
     ):
-        build_model("resnet")
+        build_model("vgg")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +133,96 @@ def test_non_image_file(tiny_job: Path, tmp_path: Path) -> None:
 
 def test_predict_cli_errors_are_one_line(tiny_job: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
+    huge = huge_png(tmp_path / "huge.png")
     for args, needle in (
         ([str(tmp_path)], "is a job dir without model.pt"),
         ([str(tiny_job), str(tmp_path / "notes.txt")], "cannot be read as an image"),
+        ([str(tiny_job), str(huge)], "huge.png cannot be read as an image"),
     ):
         res = run_cli(args, cwd=tmp_path, script="predict.py")
         assert res.returncode == 2 and "Traceback" not in res.stderr
         assert res.stderr.startswith("error: ") and needle in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+def huge_png(path: Path, side: int = 40000) -> Path:
+    """A small file whose PNG header announces side x side pixels: PIL refuses it as a
+    decompression bomb before decoding anything."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    body = (
+        chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_oversized_image_is_one_line(tiny_job: Path, tmp_path: Path, capsys) -> None:
+    assert main([str(tiny_job), str(huge_png(tmp_path / "huge.png"))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "too large" in err and "decompression bomb" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("tone", [20, 235])
+def test_transparent_png_keeps_its_object(tiny_job: Path, tmp_path: Path, tone: int) -> None:
+    """A dark (or light) band on a transparent page, the page's hidden colour black: dropping the
+    alpha channel loses a dark object; compositing keeps either as a light object on black."""
+    arr = np.zeros((70, 90, 4), dtype=np.uint8)  # transparent black
+    arr[30:38, 13:77] = (tone, tone, tone, 255)
+    Image.fromarray(arr, "RGBA").save(tmp_path / "icon.png")
+    trained = load_trained(tiny_job)
+    x = prepare_image(tmp_path / "icon.png", trained.data)
+    pixels = (x * trained.data["std"] + trained.data["mean"])[0]
+    assert pixels[0, 0] < 0.1 and pixels[-1, -1] < 0.1  # a dark page, as the dataset's
+    band = pixels[12:15, 5:22]  # rows 30-38 of 70 -> padded to 90 -> 28: rows 12-14
+    assert band.mean() > 0.6, pixels
+    assert (pixels > 0.5).sum() < 120  # the object, not the whole picture
+
+
+def job_with_relative_root(tiny_job: Path, job_dir: Path) -> Path:
+    """A copy of the tiny job's checkpoint as older versions saved it: data.root = "data"."""
+    job_dir.mkdir(parents=True)
+    ckpt = torch.load(tiny_job / "model.pt", weights_only=True)
+    ckpt["data"]["root"] = "data"
+    torch.save(ckpt, job_dir / "model.pt")
+    return job_dir
+
+
+@pytest.mark.parametrize(
+    "layout", ["outputs/2026-11-22/18-07-43", "multirun/2026-11-22/18-12-29/3"]
+)
+def test_relative_data_root_is_found_from_the_job_folder(
+    tiny_job: Path, tiny_root: Path, tmp_path: Path, monkeypatch, capsys, layout: str
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(tiny_root / "FashionMNIST", project / "data" / "FashionMNIST")
+    job = job_with_relative_root(tiny_job, project / layout)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main([str(job), "-n", "4", "--out", str(tmp_path / "out")]) == 0
+    assert "/4 correct" in capsys.readouterr().out
+    assert list(elsewhere.iterdir()) == []  # nothing copied or downloaded here
+
+
+def test_data_not_found_names_where_it_looked(
+    tiny_job: Path, tiny_root: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    job = job_with_relative_root(tiny_job, tmp_path / "lonely")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main([str(job), "-n", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "data/FashionMNIST" in err and str(job) in err and str(elsewhere) in err
+    assert "--data-dir" in err and "nothing was downloaded" in err
+    assert list(elsewhere.iterdir()) == []
+    out = tmp_path / "out"
+    assert main([str(job), "-n", "4", "--data-dir", str(tiny_root), "--out", str(out)]) == 0
+    assert (out / "predictions.png").exists()

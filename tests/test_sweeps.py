@@ -16,7 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from cnnsweep import aggregate
-from cnnsweep.job import _cpu_count, run_job
+from cnnsweep.job import run_job
+from cnnsweep.runtime import cpu_count
 
 # one job takes about a second: tiny data, one epoch, no per-job pictures
 SWEEP_FAST = ["epochs=1", "batch_size=50", "progress=false", "reports=false"]
@@ -235,7 +236,7 @@ def test_joblib_runs_two_jobs_with_split_threads(tmp_path: Path, tiny_root: Path
     rows = [results(sweep_dir / str(i)) for i in range(2)]
     assert [r["status"] for r in rows] == ["completed", "completed"]
     assert {r["lr"] for r in rows} == {0.01, 0.001}
-    assert [r["threads"] for r in rows] == [max(1, _cpu_count() // 2)] * 2
+    assert [r["threads"] for r in rows] == [max(1, cpu_count() // 2)] * 2
 
 
 @pytest.mark.slow

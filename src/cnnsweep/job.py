@@ -1,15 +1,15 @@
-"""The training job: config -> data and model -> loop -> TensorBoard and results rows.
+"""The training job: config -> data and model -> loop -> TensorBoard, rows and checkpoints.
 
-Read it top to bottom: ``run_job`` checks the config, prepares the run, trains for ``epochs``
-epochs with a validation pass each, evaluates on the test split once, then saves the weights.
+Read ``run_job`` top to bottom: it checks the config and the data, skips a job that already
+completed, continues one that was stopped (``last.pt``) or clears what an earlier attempt left,
+trains epoch by epoch (validation, best epoch, checkpoint, pruning, early stopping), then tests
+and saves the weights it kept. The state it carries is one ``TrainState``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,12 +22,40 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cnnsweep.data import load_data
-from cnnsweep.loop import evaluate, train_one_epoch
-from cnnsweep.models import MODELS, build_model
+from cnnsweep.augment import AUGMENTS, build_augment
+from cnnsweep.data import (
+    Data,
+    DatasetError,
+    absolute_paths,
+    complete_config,
+    denormalise,
+    load_data,
+)
+from cnnsweep.ema import EMA
+from cnnsweep.identity import learning_config, run_name
+from cnnsweep.loop import Recipe, evaluate, train_one_epoch
+from cnnsweep.models import (
+    MODELS,
+    build_model,
+    count_params,
+    forward_flops,
+    min_image_size,
+    model_spec,
+)
+from cnnsweep.monitor import MONITORS, Monitor
 from cnnsweep.pruning import OptunaTrial, reported_metric
+from cnnsweep.runtime import (
+    ConfigError,
+    check_precision,
+    job_device,
+    resolve_device,
+    resolve_threads,
+)
+from cnnsweep.schedule import SCHEDULERS, build_scheduler
+from cnnsweep.state import LAST, TrainState, load_last, save_last, save_model
 from cnnsweep.tracking import (
     TensorBoardRun,
+    clear_job_outputs,
     package_versions,
     read_results_row,
     write_epoch_rows,
@@ -36,94 +64,100 @@ from cnnsweep.tracking import (
 
 log = logging.getLogger(__name__)
 
-METRICS = (
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "best_val_acc",
-)
-# keys that change where or how fast a job runs, not what it learns (ignored when resuming)
-RUNTIME_KEYS = ("device", "threads", "data_dir", "progress", "resume", "reports", "tensorboard")
+__all__ = ["ConfigError", "run_job", "validate", "hyperparameters", "build_optimizer"]
 
-
-class ConfigError(ValueError):
-    """A config value that is not allowed; the message names the value and what is allowed."""
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+           "best_val_acc")  # fmt: skip
+# the hyperparameters every epoch row repeats (the seed's RunManager layout)
+EPOCH_HPARAMS = ("lr", "batch_size", "shuffle", "epochs", "seed", "model", "data", "optimizer")
+EPOCH_COLUMN = {"val_acc": "val_accuracy", "val_loss": "val_loss"}  # a monitor's epoch-row column
 
 
 def validate(cfg: DictConfig) -> None:
     """Refuse bad knobs before any data is read or any file is written."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = " ".join(f"{k}=<{k.rsplit('.', 1)[-1]}>" for k in missing)
+        raise ConfigError(
+            f"{', '.join(missing)} not set: give {'it' if len(missing) == 1 else 'them'} on the "
+            f"command line, e.g. python train.py data={cfg.data.name} {example}"
+        )
 
-    def positive(key: str, kind: type) -> None:
+    def number(key: str, kind: type, low: float, high: float | None = None, *, low_ok=False):
         value = OmegaConf.select(cfg, key)
-        ok_type = isinstance(value, kind) and not isinstance(value, bool)
-        if kind is float:
-            ok_type = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok_type or not value > 0 or (kind is float and not math.isfinite(value)):
+        ok = isinstance(value, (int, float) if kind is float else int)
+        ok = ok and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value >= low if low_ok else value > low) and (high is None or value < high)
+        if not ok:
             what = "an integer" if kind is int else "a number"
-            raise ConfigError(f"{key}={value!r} is not allowed: {key} must be {what} > 0")
+            bounds = f"{'>=' if low_ok else '>'} {low:g}" + (f" and < {high:g}" if high else "")
+            raise ConfigError(f"{key}={value!r} is not allowed: {key} must be {what} {bounds}")
 
-    positive("lr", float)
-    positive("batch_size", int)
-    positive("epochs", int)
+    number("lr", float, 0)
+    number("batch_size", int, 0)
+    number("epochs", int, 0)
     vf = cfg.data.val_fraction
     if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
         raise ConfigError(f"data.val_fraction={vf!r} is not allowed: it must be in [0, 1)")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    if not isinstance(cfg.shuffle, bool):
-        raise ConfigError(f"shuffle={cfg.shuffle!r} is not allowed: use true or false")
-    if cfg.model.name not in MODELS:
-        raise ConfigError(
-            f"model.name={cfg.model.name!r} is not allowed: use one of {sorted(MODELS)}"
-        )
-    resolve_device(cfg.device)
+    for key in ("shuffle", "tta", "keep_best", "compile"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
+    number("label_smoothing", float, 0, 1, low_ok=True)
+    if cfg.ema.enabled:
+        number("ema.decay", float, 0, 1)
+        number("ema.every", int, 0)
+    for group, names in (("augment", AUGMENTS), ("scheduler", SCHEDULERS), ("model", MODELS)):
+        if cfg[group].name not in names:
+            raise ConfigError(
+                f"{group}.name={cfg[group].name!r} is not allowed: use one of {sorted(names)}"
+            )
+    if cfg.augment.name != "none":
+        number("augment.shift", int, 0, low_ok=True)
+        number("augment.flip", float, 0, 1.0000001, low_ok=True)
+    if cfg.augment.name == "shift_flip_erase":
+        number("augment.erase", float, 0, 1.0000001, low_ok=True)
+        number("augment.erase_size", int, 0)
+    for key in ("width", "depth", "stages"):
+        if key in cfg.model:
+            number(f"model.{key}", int, 0)
+    if "dropout" in cfg.model:
+        number("model.dropout", float, 0, 1, low_ok=True)
+    if cfg.early_stopping.patience is not None:
+        number("early_stopping.patience", int, 0)
+    if cfg.monitor not in MONITORS:
+        raise ConfigError(f"monitor={cfg.monitor!r} is not allowed: use one of {list(MONITORS)}")
+    number("checkpoint.every", int, 0, low_ok=True)
+    device = resolve_device(cfg.device)
     resolve_threads(cfg.threads)
+    check_precision(cfg.precision, device)
     allowed = [m for m in METRICS if vf > 0 or not m.startswith(("val", "best_val"))]
     if cfg.objective not in allowed:
         raise ConfigError(f"objective={cfg.objective!r} is not allowed: use one of {allowed}")
+    if vf == 0 and cfg.early_stopping.patience is not None:
+        raise ConfigError("early_stopping.patience needs a validation split: data.val_fraction > 0")
+    check_model_fits(cfg)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is cuda when present, else cpu; anything torch cannot use is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def check_model_fits(cfg: DictConfig) -> None:
+    """The model builds and takes the data's image size (else: the smallest size it takes)."""
+    spec = model_spec(cfg.model)
+    if spec.get("num_classes") is None:  # an image folder's: known once its folders are read
+        spec["num_classes"] = 2
     try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device={name!r} is not allowed: use auto, cpu, cuda, cuda:N or mps")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} is not available: no CUDA GPU here; use auto or cpu")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r} is not available: {torch.cuda.device_count()} GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device={name!r} is not available here; use auto or cpu")
-    return device
-
-
-def resolve_threads(threads: int | str) -> int:
-    """``auto``: all cores, divided between the jobs a joblib/submitit launcher runs at once."""
-    if threads == "auto":
-        parallel = 1
-        if HydraConfig.initialized():
-            launcher = HydraConfig.get().launcher
-            if "joblib" in str(launcher.get("_target_", "")):
-                n_jobs = launcher.get("n_jobs") or 1
-                parallel = _cpu_count() if n_jobs < 0 else n_jobs
-            if "submitit" in str(launcher.get("_target_", "")) and launcher.get("cpus_per_task"):
-                return int(launcher.cpus_per_task)
-        return max(1, _cpu_count() // parallel)
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
-        return threads
-    raise ConfigError(f"threads={threads!r} is not allowed: use auto or an integer > 0")
+        model = build_model(**spec)
+        with torch.no_grad():
+            model.eval()(
+                torch.zeros(1, spec["in_channels"], spec["image_size"], spec["image_size"])
+            )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    except RuntimeError:
+        raise ConfigError(
+            f"data.image_size={spec['image_size']} is too small for model {spec['name']!r}: "
+            f"it takes images of at least {min_image_size(spec)}x{min_image_size(spec)}"
+        ) from None
 
 
 @dataclass
@@ -145,7 +179,7 @@ def job_info(output_dir: str | Path | None = None) -> JobInfo:
     multirun = hc.mode == RunMode.MULTIRUN
     return JobInfo(
         output_dir=Path(output_dir or hc.runtime.output_dir),
-        run_name=(hc.job.override_dirname or "default").replace("/", "_"),
+        run_name=run_name(hc.overrides.task),
         overrides=list(hc.overrides.task),
         job_num=int(hc.job.get("num") or 0),
         sweep_dir=str(Path(hc.sweep.dir).resolve()) if multirun else None,
@@ -162,62 +196,60 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
         "epochs": cfg.epochs,
         "seed": cfg.seed,
         "model": cfg.model.name,
+        "width": cfg.model.get("width"),
+        "depth": cfg.model.get("depth"),
+        "dropout": cfg.model.get("dropout"),
         "data": cfg.data.name,
         "optimizer": cfg.optimizer.name,
         "weight_decay": cfg.optimizer.get("weight_decay", 0.0),
         "val_fraction": cfg.data.val_fraction,
+        "augment": cfg.augment.name,
+        "scheduler": cfg.scheduler.name,
+        "label_smoothing": cfg.label_smoothing,
+        "ema": cfg.ema.decay if cfg.ema.enabled else None,
+        "tta": cfg.tta,
+        "patience": cfg.early_stopping.patience,
+        "precision": cfg.precision,
     }
 
 
-def learning_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config without runtime-only keys: equal for two runs that learn the same."""
-    return {
-        k: v
-        for k, v in OmegaConf.to_container(cfg, resolve=True).items()
-        if k not in RUNTIME_KEYS and k not in ("hparams_search", "optuna")
-    }
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module | Any) -> torch.optim.Optimizer:
+    """Any ``torch.optim`` class named by ``_target_``; ``name`` is ours, not the optimizer's.
 
-
-def build_optimizer(cfg: DictConfig, params: Any) -> torch.optim.Optimizer:
-    """Any ``torch.optim`` class named by ``_target_``; ``name`` is ours, not the optimizer's."""
+    Weight decay applies to weights only: biases and BatchNorm parameters (1-d) are not decayed.
+    """
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "name"}
-    return instantiate(kwargs, params=params, _execution_whitelist_="torch.optim.*")
+    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else list(model)
+    if kwargs.get("weight_decay"):
+        params = [
+            {"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+    make = instantiate(kwargs, _partial_=True, _execution_whitelist_="torch.optim.*")
+    return make(params)  # after instantiate: Hydra would turn the param groups into configs
 
 
-def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
-    """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
-    info = job_info(output_dir)
-    out = info.output_dir
-    try:
-        validate(cfg)
-    except ConfigError as e:
-        if info.multirun:  # in a sweep, the row is where the user sees which job was refused
-            write_results_row(out, {
-                "status": "failed", "error": f"ConfigError: {e}", **hyperparameters(cfg),
-                "objective": cfg.objective, "overrides": info.overrides, "job_num": info.job_num,
-                "job_dir": str(out.resolve()), "sweep_dir": info.sweep_dir,
-            })  # fmt: skip
-        raise
-    hp = hyperparameters(cfg)
-    config = learning_config(cfg)
-
-    previous = read_results_row(out)
-    if cfg.resume and previous and previous.get("status") == "completed":
-        if previous.get("config") == config:
-            log.info("%s: already completed in %s, skipped (resume=true)", info.run_name, out)
-            value = previous.get(cfg.objective)
-            return float("nan") if value is None else float(value)
-
-    started = time.time()
-    trial = OptunaTrial.from_config(cfg)  # this job's Optuna trial; inert outside an Optuna search
-    row: dict[str, Any] = {
+def new_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial) -> dict[str, Any]:
+    """The results row a job starts with (``running``); later keys are filled as it goes."""
+    return {
         "status": "running",
         "error": None,
-        **hp,
+        **hyperparameters(cfg),
         "objective": cfg.objective,
+        "objective_value": None,
+        "objective_from": None,
         **{m: None for m in METRICS},
         "best_epoch": None,
+        "metrics_epoch": None,
+        **{f"last_{m}": None for m in ("train_loss", "train_acc", "val_loss", "val_acc")},
+        "tta": cfg.tta,
         "epochs_run": 0,
+        "stopped_early_at": None,
+        "resumed_from_epoch": None,
+        "params": None,
+        "flops": None,
+        "class_names": None,
+        "skipped_files": None,
         "epoch_duration": None,
         "run_duration": None,
         "run_name": info.run_name,
@@ -225,144 +257,341 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         "job_num": info.job_num,
         "study_name": trial.study_name,
         "trial_number": trial.number,
-        "job_dir": str(out.resolve()),
+        "study_storage": trial.storage,
+        "job_dir": str(info.output_dir.resolve()),
         "sweep_dir": info.sweep_dir,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "finished_at": None,
         "device": None,
         "threads": None,
         "versions": package_versions(),
-        "config": config,
+        "config": learning_config(cfg),
     }
-    write_results_row(out, row)  # a row from the start: a killed job still shows as "running"
-    tb = None
-    epoch_rows: list[dict[str, Any]] = []
-    try:
-        device = resolve_device(cfg.device)
-        torch.set_num_threads(resolve_threads(cfg.threads))
-        row.update(device=str(device), threads=torch.get_num_threads())
-        # channels_last makes these small convolutions markedly faster on the CPU
-        memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
 
-        torch.manual_seed(cfg.seed)
+
+def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
+    """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
+    info = job_info(output_dir)
+    out = info.output_dir
+    trial = OptunaTrial.from_config(cfg)  # this job's Optuna trial; inert outside a search
+    try:  # bad knobs and bad data are refused before anything in the job folder changes
+        validate(cfg)
         data = load_data(cfg.data, cfg.seed)
-        train_set = data.train.to(device)
-        val_set = data.val.to(device) if data.val is not None else None
-        test_set = data.test.to(device)
-        model = build_model(
-            **{k: cfg.model[k] for k in ("name", "in_channels", "num_classes", "image_size")}
-        )
-        model = model.to(device, memory_format=memory_format)
-        optimizer = build_optimizer(cfg.optimizer, model.parameters())
-        generator = torch.Generator().manual_seed(cfg.seed)  # on the CPU: same order on any device
+        complete_config(cfg.data, data)  # an image folder's classes, a computed mean/std
+    except (ConfigError, DatasetError) as e:
+        if info.multirun:  # in a sweep, the row is where the user sees which job was refused
+            clear_job_outputs(out)
+            row = new_row(cfg, info, trial) | {"status": "failed", "objective_from": "failed"}
+            write_results_row(out, row | {"error": f"{type(e).__name__}: {e}"})
+        raise
+    config = learning_config(cfg)
+    previous = read_results_row(out)
+    if cfg.resume and previous and previous.get("status") == "completed":
+        if learning_config(previous.get("config") or {}) == config:
+            log.info("%s: already completed in %s, skipped (resume=true)", info.run_name, out)
+            return _number(previous.get(cfg.objective))
+    checkpoint = load_last(out, config) if cfg.resume else None
+    clear_job_outputs(out, keep_checkpoint=checkpoint is not None)  # nothing stale survives
 
-        shutil.rmtree(out / "tb", ignore_errors=True)  # an interrupted attempt's events go
-        tb = TensorBoardRun(out / "tb" / info.run_name)
-        if cfg.tensorboard.images:
-            tb.log_images("images", data.train.images[:64])
-        if cfg.tensorboard.graph:
-            tb.log_graph(model, train_set.images[:2].contiguous(memory_format=memory_format))
-
-        best_val_acc, best_state = -1.0, None
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.time()
-            train_loss, train_acc = train_one_epoch(
-                model, optimizer, train_set, cfg.batch_size, cfg.shuffle, generator,
-                memory_format, desc=f"epoch {epoch}/{cfg.epochs}", progress=cfg.progress,
-            )  # fmt: skip
-            val_loss = val_acc = None
-            if val_set is not None and math.isfinite(train_loss):
-                val_loss, val_acc, _ = evaluate(model, val_set, memory_format=memory_format)
-            seconds = time.time() - t0
-            row.update(
-                train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc
-            )
-            row.update(epochs_run=epoch)
-            if val_acc is not None and val_acc > best_val_acc:
-                best_val_acc = val_acc
-                row.update(best_val_acc=val_acc, best_epoch=epoch)
-                if cfg.keep_best:
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            epoch_rows.append({
-                "run": info.job_num, "epoch": epoch, "loss": train_loss, "accuracy": train_acc,
-                "epoch duration": seconds, "run duration": time.time() - started,
-                **{k: hp[k] for k in ("lr", "batch_size", "shuffle", "epochs", "seed", "model",
-                                      "data", "optimizer")},
-                "val_loss": val_loss, "val_accuracy": val_acc,
-            })  # fmt: skip
-            write_epoch_rows(out, epoch_rows)
-            tb.log_epoch(epoch, {"Loss/train": train_loss, "Accuracy/train": train_acc,
-                                 "Loss/val": val_loss, "Accuracy/val": val_acc})  # fmt: skip
-            if cfg.tensorboard.histograms and math.isfinite(train_loss):
-                tb.log_histograms(epoch, model)
-            log.info(
-                "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1fs",
-                epoch, cfg.epochs, train_loss, train_acc, _fmt(val_loss), _fmt(val_acc), seconds,
-            )  # fmt: skip
-            if not math.isfinite(train_loss):
-                row.update(
-                    status="diverged", error=f"training loss became {train_loss} in epoch {epoch}"
+    row = new_row(cfg, info, trial)
+    write_results_row(out, row)  # a row from the start: a killed job still shows as "running"
+    started, tb = time.time(), None
+    try:
+        device = job_device(cfg.device)
+        torch.set_num_threads(resolve_threads(cfg.threads))
+        state, recipe, splits = prepare(cfg, data, device)
+        row.update(describe(cfg, state, data), device=str(device), threads=torch.get_num_threads())
+        if checkpoint is not None:
+            state.load_state_dict(checkpoint)
+            row.update(resumed_from_epoch=state.epoch)
+            summarize(cfg, row, state)
+            if state.epoch < cfg.epochs:
+                log.info(
+                    "resumed at epoch %d of %d from %s", state.epoch + 1, cfg.epochs, out / LAST
                 )
-                log.warning(
-                    "%s: diverged (loss %s) in epoch %d, stopped", info.run_name, train_loss, epoch
-                )
+            else:  # killed after its last epoch: only the test pass and saving were left
+                log.info("resumed after the last epoch (%d) from %s", state.epoch, out / LAST)
+        tb = open_tensorboard(cfg, out, info.run_name, state, data, recipe)
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            run_epoch(cfg, epoch, state, splits, recipe, Sink(out, info, tb, started))
+            summarize(cfg, row, state)
+            if stopping(cfg, row, state, trial):  # diverged, pruned or stopped early
                 break
-            # report every epoch, prune before the last (a pruned run: no test pass, no model.pt)
-            if trial.report(epoch, row[reported_metric(cfg.objective)]) and epoch < cfg.epochs:
-                trial.prune()  # the trial ends as PRUNED in the study
-                row.update(status="pruned")
-                log.info("%s: pruned after epoch %d (trial %d)", info.run_name, epoch, trial.number)
-                break
-
+            if cfg.checkpoint.every and epoch % cfg.checkpoint.every == 0:
+                save_last(out, state, config)
         if row["status"] == "running":
-            if best_state is not None:  # test and save the weights of the best validation epoch
-                model.load_state_dict(best_state)
-            test_loss, test_acc, test_preds = evaluate(model, test_set, memory_format=memory_format)
-            row.update(test_loss=test_loss, test_acc=test_acc, status="completed")
-            tb.log_epoch(cfg.epochs, {"Loss/test": test_loss, "Accuracy/test": test_acc})
-            log.info("test loss %.4f acc %.4f", test_loss, test_acc)
-            save_checkpoint(out / "model.pt", model, cfg, row)
-            if cfg.reports:
-                # matplotlib and scikit-learn take seconds to import: only when pictures are on
-                from cnnsweep.reports import write_job_reports
-
-                pick = torch.randperm(
-                    len(data.train), generator=torch.Generator().manual_seed(cfg.seed)
-                )[:20]
-                write_job_reports(
-                    out, model, epoch_rows, data.train.images[pick], data.train.labels[pick],
-                    test_set.labels, test_preds, data.class_names, tb,
-                )  # fmt: skip
-        durations = [r["epoch duration"] for r in epoch_rows]
-        row.update(epoch_duration=sum(durations) / len(durations) if durations else None)
-        tb.log_hparams(hp, {f"hparam/{m}": row[m] for m in METRICS})
-    except BaseException as e:  # KeyboardInterrupt too: the row must not stay "running"
+            finish(cfg, out, row, state, data, splits, recipe, tb)
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, a scheduler's signal: continue later
+        row.update(
+            status="interrupted", error=f"{type(e).__name__} after epoch {row['epochs_run']}"
+        )
+        raise
+    except BaseException as e:  # the row must not stay "running"
         row.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
         row.update(run_duration=time.time() - started)
         row.update(finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        returned(cfg, row)
+        if row["status"] in ("completed", "diverged", "pruned") and not cfg.checkpoint.keep:
+            (out / LAST).unlink(missing_ok=True)  # a finished job is never continued
         write_results_row(out, row)
         if tb is not None:
+            if row["status"] != "interrupted":  # a continued run writes its own at the end
+                tb.log_hparams(hyperparameters(cfg), {f"hparam/{m}": row[m] for m in METRICS})
             tb.close()
-    value = row.get(cfg.objective)
+        log.info("%s", outcome(row, out))
+    return _number(row["objective_value"])
+
+
+def stopping(cfg: DictConfig, row: dict[str, Any], state: TrainState, trial: OptunaTrial) -> bool:
+    """True when the job ends after this epoch: its loss diverged, its trial was pruned (never
+    after the last epoch), or the monitor has not improved for ``patience`` epochs."""
+    epoch, loss = state.epoch, state.epoch_rows[-1]["loss"]
+    if not math.isfinite(loss):
+        row.update(status="diverged", error=f"training loss became {loss} in epoch {epoch}")
+        log.warning("diverged (loss %s) in epoch %d, stopped", loss, epoch)
+        return True
+    prune = trial.report(epoch, _reported(row, cfg.objective))  # every epoch, the last too
+    if epoch == cfg.epochs:
+        return False
+    if prune:  # a pruned run: no test pass, no model.pt
+        trial.prune()  # the trial ends as PRUNED in the study
+        row.update(status="pruned")
+        log.info("pruned after epoch %d (trial %d)", epoch, trial.number)
+        return True
+    if state.monitor.should_stop:
+        row.update(stopped_early_at=epoch)
+        log.info("early stopping after epoch %d: no better %s for %d epochs",
+                 epoch, cfg.monitor, state.monitor.bad_epochs)  # fmt: skip
+        return True
+    return False
+
+
+def outcome(row: dict[str, Any], out: Path) -> str:
+    """One line a person can act on: what happened, where, and what to run next."""
+    if row["status"] == "completed":
+        return (f"completed: test acc {row['test_acc']:.4f} in {out}; look at it: "
+                f"tensorboard --logdir {out / 'tb'}  |  python predict.py {out}")  # fmt: skip
+    return (
+        f"{row['status']}: {row['error'] or row['objective_from']}; row in {out / 'results.json'}"
+    )
+
+
+def prepare(cfg: DictConfig, data: Data, device: torch.device) -> tuple[TrainState, Recipe, dict]:
+    """Splits on the device, the model, optimizer, schedule, EMA and generators."""
+    # channels_last makes these small convolutions markedly faster on the CPU
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    named = {"train": data.train, "val": data.val, "test": data.test}
+    splits = {name: split.to(device) for name, split in named.items() if split is not None}
+    torch.manual_seed(cfg.seed)
+    model = build_model(**model_spec(cfg.model)).to(device, memory_format=memory_format)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    steps = -(-len(data.train) // cfg.batch_size)
+    state = TrainState(
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg.scheduler, optimizer, cfg.epochs, steps),
+        monitor=Monitor(cfg.monitor, cfg.early_stopping.patience),
+        # on the CPU: the same batches and draws on any device
+        batch_gen=torch.Generator().manual_seed(cfg.seed),
+        aug_gen=torch.Generator().manual_seed(cfg.seed + 1),
+        ema=EMA(model, cfg.ema.decay, cfg.ema.every) if cfg.ema.enabled else None,
+        scaler=torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None,
+    )
+    # the normalised value of a black pixel, per channel: what shifted-in borders show
+    mean = torch.tensor(data.mean).float().reshape(-1)
+    std = torch.tensor(data.std).float().reshape(-1)
+    fill = (-mean / std).to(device)
+    recipe = Recipe(
+        batch_size=cfg.batch_size,
+        shuffle=cfg.shuffle,
+        label_smoothing=cfg.label_smoothing,
+        augment=build_augment(cfg.augment, fill),
+        precision=cfg.precision,
+        memory_format=memory_format,
+        forward=compile_model(model, device) if cfg.compile else None,
+    )
+    return state, recipe, splits
+
+
+def describe(cfg: DictConfig, state: TrainState, data: Data) -> dict[str, Any]:
+    """What the row says of the model and data: size, cost per image, classes, skipped files."""
+    return {
+        "params": count_params(state.model),
+        "flops": forward_flops(state.model, cfg.data.in_channels, cfg.data.image_size),
+        "class_names": data.class_names,
+        "skipped_files": len(data.skipped),
+    }
+
+
+def compile_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``torch.compile``; on CUDA with CUDA graphs (``reduce-overhead``): one graph replay per
+    step instead of dozens of kernel launches (each batch shape is captured once)."""
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return torch.compile(model, mode=mode, dynamic=False)
+
+
+def open_tensorboard(
+    cfg: DictConfig, out: Path, name: str, state: TrainState, data: Data, recipe: Recipe
+) -> TensorBoardRun:
+    """The job's TensorBoard run; a resumed job drops events after its checkpoint's epoch."""
+    tb = TensorBoardRun(out / "tb" / name, purge_step=state.epoch + 1 if state.epoch else None)
+    if state.epoch == 0:
+        if cfg.tensorboard.images:
+            tb.log_images("images", denormalise(data.train.images[:64], data.mean, data.std))
+        if cfg.tensorboard.graph:
+            example = data.train.images[:2].to(next(state.model.parameters()).device)
+            tb.log_graph(state.model, example.contiguous(memory_format=recipe.memory_format))
+    return tb
+
+
+def evaluate_epoch(cfg: DictConfig, state: TrainState, splits: dict, recipe: Recipe) -> dict:
+    """Validation (and, for benchmarks, test) loss and accuracy of the weights being kept."""
+    metrics = {}
+    for name in ("val", "test") if cfg.test_every_epoch else ("val",):
+        if name in splits:  # the test pass as the job's final one would be (TTA too)
+            tta = cfg.tta and name == "test"
+            loss, acc, _ = evaluate(state.eval_model, splits[name], 1000, recipe.memory_format, tta)
+            metrics |= {f"{name}_loss": loss, f"{name}_accuracy": acc}
+    return metrics
+
+
+@dataclass
+class Sink:
+    """Where an epoch's numbers go: the job folder's epoch rows, TensorBoard and the log."""
+
+    out: Path
+    info: JobInfo
+    tb: TensorBoardRun
+    started: float
+
+
+def run_epoch(
+    cfg: DictConfig, epoch: int, state: TrainState, splits: dict, recipe: Recipe, sink: Sink
+) -> None:
+    """Train one epoch, validate the kept weights, note the best epoch, record everything."""
+    t0 = time.time()
+    loss, acc = train_one_epoch(
+        state, splits["train"], recipe, f"epoch {epoch}/{cfg.epochs}", cfg.progress
+    )
+    metrics = {"loss": loss, "accuracy": acc, "lr_now": _lr(state)}
+    if math.isfinite(loss):
+        metrics |= evaluate_epoch(cfg, state, splits, recipe)
+    improved = state.monitor.update(epoch, metrics.get(EPOCH_COLUMN[cfg.monitor]))
+    state.keep_if_best(improved, cfg.keep_best)
+    state.epoch = epoch
+    hp = hyperparameters(cfg)
+    state.epoch_rows.append({
+        "run": sink.info.job_num, "epoch": epoch, "loss": loss, "accuracy": acc,
+        "epoch duration": time.time() - t0, "run duration": time.time() - sink.started,
+        **{k: hp[k] for k in EPOCH_HPARAMS}, "val_loss": None, "val_accuracy": None,
+        **{k: v for k, v in metrics.items() if k not in ("loss", "accuracy")},
+    })  # fmt: skip
+    write_epoch_rows(sink.out, state.epoch_rows)
+    sink.tb.log_epoch(epoch, {"Loss/train": loss, "Accuracy/train": acc,
+                              "Loss/val": metrics.get("val_loss"),
+                              "Accuracy/val": metrics.get("val_accuracy"),
+                              "Loss/test_epoch": metrics.get("test_loss"),
+                              "Accuracy/test_epoch": metrics.get("test_accuracy"),
+                              "LearningRate": metrics["lr_now"]})  # fmt: skip
+    if cfg.tensorboard.histograms and math.isfinite(loss):
+        sink.tb.log_histograms(epoch, state.model)
+    log.info("epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  lr %.3g  %.1fs",
+             epoch, cfg.epochs, loss, acc, _fmt(metrics.get("val_loss")),
+             _fmt(metrics.get("val_accuracy")), metrics["lr_now"], time.time() - t0)  # fmt: skip
+
+
+def summarize(cfg: DictConfig, row: dict[str, Any], state: TrainState) -> None:
+    """The row's metrics: ``train_*``/``val_*`` of the epoch whose weights are kept (the best
+    one with keep_best, else the last), ``last_*`` of the last epoch, and which epochs those are."""
+    rows = state.epoch_rows
+    best = state.monitor.best_epoch
+    kept = best if cfg.keep_best and best is not None else len(rows)
+    for prefix, epoch_row in (("", rows[kept - 1]), ("last_", rows[-1])):
+        for metric, column in (("train_loss", "loss"), ("train_acc", "accuracy"),
+                               ("val_loss", "val_loss"), ("val_acc", "val_accuracy")):  # fmt: skip
+            row[prefix + metric] = epoch_row[column]
+    best_acc = [r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]
+    row["epoch_duration"] = sum(r["epoch duration"] for r in rows) / len(rows)
+    row.update(metrics_epoch=kept, best_epoch=best, epochs_run=len(rows),
+               best_val_acc=max(best_acc) if best_acc else None)  # fmt: skip
+
+
+def finish(
+    cfg: DictConfig,
+    out: Path,
+    row: dict[str, Any],
+    state: TrainState,
+    data: Data,
+    splits: dict,
+    recipe: Recipe,
+    tb: TensorBoardRun,
+) -> None:
+    """Test the kept weights once, save them (``model.pt``) and draw the job's pictures."""
+    model = state.eval_model
+    if state.best_weights is not None and cfg.keep_best:
+        model.load_state_dict(state.best_weights)
+    test_loss, test_acc, test_preds = evaluate(
+        model, splits["test"], memory_format=recipe.memory_format, tta=cfg.tta
+    )
+    row.update(test_loss=test_loss, test_acc=test_acc, status="completed")
+    tb.log_epoch(state.epoch, {"Loss/test": test_loss, "Accuracy/test": test_acc})
+    log.info("test loss %.4f acc %.4f%s", test_loss, test_acc, " (flip TTA)" if cfg.tta else "")
+    extra = {
+        "data": data_config(cfg),  # predict rebuilds the test split
+        "hyperparameters": hyperparameters(cfg),
+        "metrics": {m: row[m] for m in METRICS},
+        "class_names": data.class_names,
+    }
+    save_model(out, model, model_spec(cfg.model), extra)
+    if cfg.reports:
+        # matplotlib and scikit-learn take seconds to import: only when pictures are on
+        from cnnsweep.reports import write_job_reports
+
+        order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(cfg.seed))
+        pick = order[:20]
+        write_job_reports(
+            out, model, state.epoch_rows, data.train.images[pick], data.train.labels[pick],
+            splits["test"].labels, test_preds, data.class_names, tb, data.mean, data.std,
+        )  # fmt: skip
+
+
+def data_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved data config, its ``root`` made absolute: predict finds the data from
+    anywhere, never in (or downloading into) the folder it happens to run in."""
+    return absolute_paths(OmegaConf.to_container(cfg.data, resolve=True))
+
+
+def returned(cfg: DictConfig, row: dict[str, Any]) -> None:
+    """What the job hands its sweeper, and where that number comes from, into the row."""
+    status = row["status"]
+    if status == "completed":
+        value = row.get(cfg.objective)
+        source = (f"test pass of epoch {row['metrics_epoch']}" if cfg.objective.startswith("test")
+                  else f"{'best' if cfg.keep_best and row['best_epoch'] else 'last'} epoch "
+                       f"{row['metrics_epoch']}")  # fmt: skip
+    elif status == "pruned":
+        value = _reported(row, cfg.objective)
+        source = f"pruned after epoch {row['epochs_run']} (last reported value)"
+    else:
+        value, source = None, f"{status}: NaN"
+    row.update(objective_value=value, objective_from=source)
+
+
+def _reported(row: dict[str, Any], objective: str) -> float | None:
+    """The per-epoch value a trial reports: the last epoch's (validation twin of a test metric)."""
+    metric = reported_metric(objective)
+    return row.get(f"last_{metric}", row.get(metric))
+
+
+def _lr(state: TrainState) -> float:
+    return float(state.optimizer.param_groups[0]["lr"])
+
+
+def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def save_checkpoint(path: Path, model: torch.nn.Module, cfg: DictConfig, row: dict) -> None:
-    """Weights plus what rebuilds and uses the model, in plain types that weights_only loads."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    payload = {
-        "state_dict": state,
-        "model": {k: cfg.model[k] for k in ("name", "in_channels", "num_classes", "image_size")},
-        "data": OmegaConf.to_container(cfg.data, resolve=True),  # predict rebuilds the test split
-        "hyperparameters": hyperparameters(cfg),
-        "metrics": {m: row[m] for m in METRICS},
-    }
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)

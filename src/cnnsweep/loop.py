@@ -2,43 +2,70 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cnnsweep.augment import Augment
 from cnnsweep.data import Split, iterate_batches
+from cnnsweep.runtime import autocast
+
+if TYPE_CHECKING:
+    from cnnsweep.state import TrainState
+
+
+@dataclass
+class Recipe:
+    """How each training step runs (the job builds it once from the config)."""
+
+    batch_size: int
+    shuffle: bool = True
+    label_smoothing: float = 0.0
+    augment: Augment | None = None
+    precision: str = "fp32"
+    memory_format: torch.memory_format = torch.contiguous_format
+    forward: nn.Module | None = None  # the compiled model (compile=true); else the model itself
 
 
 def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    split: Split,
-    batch_size: int,
-    shuffle: bool,
-    generator: torch.Generator,
-    memory_format: torch.memory_format = torch.contiguous_format,
-    desc: str = "",
-    progress: bool = True,
+    state: TrainState, split: Split, recipe: Recipe, desc: str = "", progress: bool = True
 ) -> tuple[float, float]:
     """Train over ``split`` once; returns (mean loss, accuracy) over the epoch's samples.
 
-    Loss and correct counts are summed on the device and read once at the end, so the step
-    never waits on ``.item()``; a NaN/inf loss shows up in the returned mean.
+    Nothing in the step waits for the device: loss and correct counts are summed there and read
+    once at the end, so a NaN/inf loss shows up in the returned mean, not as a per-step check.
     """
+    model, optimizer, scaler = state.model, state.optimizer, state.scaler
+    forward = recipe.forward or model
+    device = split.labels.device
     model.train()
-    total_loss = torch.zeros((), device=split.labels.device)
-    correct = torch.zeros((), dtype=torch.long, device=split.labels.device)
-    n_batches = -(-len(split) // batch_size)
-    batches = iterate_batches(split, batch_size, shuffle, generator)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    n_batches = -(-len(split) // recipe.batch_size)
+    batches = iterate_batches(split, recipe.batch_size, recipe.shuffle, state.batch_gen)
     bar = tqdm(batches, total=n_batches, desc=desc, leave=False, disable=not progress or None)
     for images, labels in bar:
-        logits = model(images.contiguous(memory_format=memory_format))
-        loss = F.cross_entropy(logits, labels)
+        if recipe.augment is not None:
+            images = recipe.augment(images, state.aug_gen)
+        with autocast(recipe.precision, device):
+            logits = forward(images.contiguous(memory_format=recipe.memory_format))
+            loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.detach() * len(labels)
+        if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        state.scheduler.step()
+        if state.ema is not None:
+            state.ema.update(model)
+        total_loss += loss.detach().float() * len(labels)
         correct += (logits.detach().argmax(1) == labels).sum()
     return total_loss.item() / len(split), correct.item() / len(split)
 
@@ -49,13 +76,20 @@ def predict_logits(
     images: torch.Tensor,
     batch_size: int = 1000,
     memory_format: torch.memory_format = torch.contiguous_format,
+    tta: bool = False,
 ) -> torch.Tensor:
-    """Logits for ``images`` in eval mode, in batches (BatchNorm uses its running stats)."""
+    """Logits for ``images`` in eval mode, in batches (BatchNorm uses its running stats).
+
+    ``tta``: the mean of the logits of each image and its mirror image.
+    """
     model.eval()
-    chunks = [
-        model(images[i : i + batch_size].contiguous(memory_format=memory_format))
-        for i in range(0, len(images), batch_size)
-    ]
+    chunks = []
+    for i in range(0, len(images), batch_size):
+        batch = images[i : i + batch_size].contiguous(memory_format=memory_format)
+        logits = model(batch).float()
+        if tta:
+            logits = (logits + model(batch.flip(3)).float()) / 2
+        chunks.append(logits)
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
@@ -64,9 +98,10 @@ def evaluate(
     split: Split,
     batch_size: int = 1000,
     memory_format: torch.memory_format = torch.contiguous_format,
+    tta: bool = False,
 ) -> tuple[float, float, torch.Tensor]:
     """(mean loss, accuracy, predicted labels) of ``model`` on ``split``."""
-    logits = predict_logits(model, split.images, batch_size, memory_format)
+    logits = predict_logits(model, split.images, batch_size, memory_format, tta)
     loss = F.cross_entropy(logits, split.labels).item()
     preds = logits.argmax(1)
     return loss, (preds == split.labels).float().mean().item(), preds

@@ -9,14 +9,17 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import OmegaConf
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnsweep.data import DatasetError, load_test_split
+from cnnsweep.data import DatasetError, Stat, dataset_folder, load_test_split, to_float
+from cnnsweep.image_folder import ImageReadError, conversion_for, read_image
 from cnnsweep.models import build_model
+
+if TYPE_CHECKING:  # matplotlib is imported only when a picture is drawn
+    from matplotlib.figure import Figure
 
 CHECKPOINT = "model.pt"
 
@@ -64,31 +67,36 @@ def load_trained(path: str | Path) -> Trained:
             f"num_classes={spec.get('num_classes')}): {first}"
         ) from None
     model.eval()
-    return Trained(model, ckpt["data"], file)
+    data = dict(ckpt["data"])
+    if data.get("class_names") is None and ckpt.get("class_names"):
+        data["class_names"] = list(ckpt["class_names"])  # an image folder's, found when training
+    return Trained(model, data, file)
 
 
 def prepare_image(path: str | Path, data: dict[str, Any]) -> torch.Tensor:
-    """Make a photo look like the dataset: grayscale, light object on a dark background,
-    fitted into image_size x image_size, normalised -> float [C, H, W]."""
+    """Make a photo look like the dataset's images -> normalised float [C, H, W].
+
+    The conversion is the one an image folder's training images went through (orientation,
+    transparency, bit depth, colour mode, size): RGB for colour datasets; for the MNIST family
+    grayscale, light object on a dark background, padded to a square."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            gray = ImageOps.exif_transpose(img).convert("L")
-    except (UnidentifiedImageError, OSError) as e:
-        reason = "not an image file" if isinstance(e, UnidentifiedImageError) else str(e)
-        raise PredictError(f"{path} cannot be read as an image (PNG/JPG/...): {reason}") from None
-    pixels = torch.tensor(list(gray.getdata()), dtype=torch.float32).reshape(
-        gray.height, gray.width
-    )
-    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if border.mean() > 127:  # dark object on a light page: the datasets are the other way round
-        gray = ImageOps.invert(gray)
-    size = int(data.get("image_size", 28))
-    fitted = ImageOps.pad(gray, (size, size), method=Image.Resampling.LANCZOS, color=0)
-    x = torch.tensor(list(fitted.getdata()), dtype=torch.float32).reshape(1, size, size) / 255.0
-    channels = int(data.get("in_channels", 1))
-    return ((x - data["mean"]) / data["std"]).expand(channels, size, size).contiguous()
+        # datasets without a resize key (the MNIST family, CSV) pad: a drawing keeps its edges
+        conv = conversion_for(data, default_fit="pad")
+    except DatasetError as e:
+        raise PredictError(f"the checkpoint's data config cannot convert images: {e}") from None
+    if data.get("mean") is None or data.get("std") is None:
+        raise PredictError(
+            "the checkpoint has no normalisation (data.mean/std are null); train it again"
+        )
+    try:
+        pixels = read_image(path, conv)
+    except ImageReadError as e:
+        raise PredictError(f"{path} cannot be read as an image (PNG/JPG/...): {e}") from None
+    except FileNotFoundError:
+        raise PredictError(f"{path} cannot be read as an image: no such file") from None
+    x = torch.from_numpy(pixels).unsqueeze(0)
+    return to_float(x, data["mean"], data["std"], conv.channels)[0]
 
 
 @torch.no_grad()
@@ -96,11 +104,76 @@ def probabilities(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     return torch.softmax(model(images), dim=1)
 
 
+def _probe(data: dict[str, Any]) -> tuple[list[str], str, bool]:
+    """(the config's path keys, the path that shows the data is there, is it a folder)."""
+    source = data.get("source")
+    if source == "torchvision":
+        return ["root"], str(Path(data["root"]) / dataset_folder(data["dataset"])), True
+    if source == "csv":
+        return ["train_csv", "test_csv"], data["test_csv"], False
+    if source == "image_folder":
+        return (
+            ["train_dir", "test_dir", "cache_dir"],
+            data.get("test_dir") or data["train_dir"],
+            True,
+        )
+    return [], "", True
+
+
+def locate_data(data: dict[str, Any], job_dir: Path, data_dir: str | None = None) -> dict:
+    """The checkpoint's data config with its paths pointing at data that exists, never at a
+    place to download into.
+
+    A relative path (older checkpoints store ``data.root`` as ``data``) is relative to the
+    folder the job was started in: the job folder is ``<there>/outputs/<date>/<time>`` or
+    ``<there>/multirun/<date>/<time>/<n>``, so the job folder's parents are searched, then the
+    current folder. ``data_dir`` (``--data-dir``) is the torchvision root, or the folder that
+    relative CSV/image-folder paths start from; only then may torchvision download (into it).
+    """
+    data = dict(data)
+    keys, probe, is_dir = _probe(data)
+    if not keys:
+        return data
+    if data.get("source") == "torchvision":
+        if data_dir is not None:
+            return data | {"root": str(data_dir)}
+        data["download"] = False
+    exists = Path.is_dir if is_dir else Path.is_file
+    if Path(probe).is_absolute():
+        if not exists(Path(probe)):
+            raise PredictError(
+                f"the job's data is not in {probe} (moved?); give --data-dir DIR, "
+                f"the folder that now holds it"
+            )
+        if data.get("cache_dir") and not Path(data["cache_dir"]).is_absolute():
+            data["cache_dir"] = None  # relative to an unknown folder: convert, write nothing
+        return data
+    bases = [Path(data_dir)] if data_dir is not None else [job_dir, *job_dir.parents, Path.cwd()]
+    for base in bases:
+        if exists(base / probe):
+            for key in keys:
+                value = data.get(key)
+                if isinstance(value, str) and value and not Path(value).is_absolute():
+                    data[key] = str(base / value)
+            return data
+    where = (
+        f"{data_dir}"
+        if data_dir is not None
+        else f"{job_dir}, its parent folders and the current folder {Path.cwd()}"
+    )
+    if data.get("source") == "torchvision":
+        hint = f"the data_dir that holds {Path(probe).name}/"
+    else:
+        hint = f"the folder that holds {Path(probe).parts[0]} (relative paths start there)"
+    raise PredictError(
+        f"the job's data ({probe}) was not found in {where}; nothing was downloaded; "
+        f"give --data-dir DIR, {hint}"
+    )
+
+
 def random_test_images(trained: Trained, n: int, seed: int, data_dir: str | None = None):
     """N test images picked with ``seed``, from the dataset the job was trained on."""
-    cfg = OmegaConf.create(trained.data)
-    if data_dir is not None and "root" in cfg:
-        cfg.root = data_dir
+    cfg = OmegaConf.create(locate_data(trained.data, trained.path.parent, data_dir))
     try:
         test = load_test_split(cfg)
     except DatasetError as e:
@@ -109,10 +182,18 @@ def random_test_images(trained: Trained, n: int, seed: int, data_dir: str | None
     return test.images[pick], test.labels[pick]
 
 
-def predictions_figure(images, preds, probs, labels, class_names):
+def predictions_figure(
+    images: torch.Tensor,
+    preds: torch.Tensor,
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    mean: Stat | None = None,
+    std: Stat | None = None,
+) -> Figure:
     from cnnsweep.reports import samples_figure  # matplotlib only when a picture is asked for
 
-    fig = samples_figure(images, labels, class_names)
+    fig = samples_figure(images, labels, class_names, mean, std)
     for ax, p, q, t in zip(fig.axes, preds, probs, labels):
         ok = int(p) == int(t)
         ax.set_title(
@@ -142,7 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=16, help="random test images when no files given")
     parser.add_argument("--seed", type=int, default=0, help="which random test images")
     parser.add_argument("--out", default=None, help="folder for predictions.png (default: job dir)")
-    parser.add_argument("--data-dir", default=None, help="where the dataset lives, if it moved")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="where the dataset lives, if it moved: the data_dir of torchvision datasets, or the\n"
+        "folder relative CSV/image-folder paths start from (never downloads otherwise)",
+    )
     args = parser.parse_args(argv)
     if args.n <= 0:
         parser.error(f"-n {args.n} is not allowed: give a number > 0")
@@ -170,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
         out = Path(args.out) if args.out else trained.path.parent
         out.mkdir(parents=True, exist_ok=True)
-        fig = predictions_figure(images, preds, conf, labels, names)
+        data = trained.data
+        fig = predictions_figure(images, preds, conf, labels, names, data["mean"], data["std"])
         print(f"wrote {save_figure(fig, out / 'predictions.png')}")
         return 0
     except PredictError as e:

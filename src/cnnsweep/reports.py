@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,15 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
+from cnnsweep.data import Stat, denormalise  # noqa: E402
 from cnnsweep.models import first_convs  # noqa: E402
-from cnnsweep.tracking import atomic_write, write_json  # noqa: E402
+from cnnsweep.tracking import atomic_path, atomic_write, write_json  # noqa: E402
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Save a PNG atomically (tmp file + rename) and keep the figure open for TensorBoard."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = atomic_path(path)
     try:
         # no "Software" stamp: the same figure gives the same bytes whatever matplotlib wrote it
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
@@ -61,20 +60,46 @@ def history_figure(epoch_rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def _show(ax: Any, image: torch.Tensor, title: str, color: str = "black") -> None:
-    """One image (float [C, H, W], any scale) on an axis, with a title."""
+def _show(
+    ax: Any,
+    image: torch.Tensor,
+    title: str,
+    color: str = "black",
+    mean: Stat | None = None,
+    std: Stat | None = None,
+) -> None:
+    """One normalised image (float [C, H, W]) on an axis, with a title.
+
+    With the dataset's mean/std the pixels are shown as they were (true colours); without,
+    stretched to the image's own range (a per-channel normalisation then tints colour images).
+    """
     img = image.detach().float().cpu()
-    img = (img - img.min()) / (img.max() - img.min() + 1e-8)
+    if mean is not None and std is not None:
+        img = denormalise(img.unsqueeze(0), mean, std)[0]
+    else:
+        img = (img - img.min()) / (img.max() - img.min() + 1e-8)
     if img.shape[0] == 1:
-        ax.imshow(img[0].numpy(), cmap="gray")
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
     else:
         ax.imshow(img.permute(1, 2, 0).numpy())
-    ax.set_title(title, fontsize=9, color=color)
+    ax.set_title(_short(title), fontsize=9, color=color)
     ax.axis("off")
 
 
-def samples_figure(images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> Figure:
-    """Seed 003's sample grid: training images titled with their class names."""
+def _short(name: str, width: int = 18) -> str:
+    """Folder names can be long; a title wider than its picture runs into the next one."""
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def samples_figure(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: list[str],
+    mean: Stat | None = None,
+    std: Stat | None = None,
+) -> Figure:
+    """Seed 003's sample grid: training images titled with their class names (in colour for
+    colour data; give the dataset's mean/std to show the true colours)."""
     n = len(images)
     cols = min(5, n)
     rows = -(-n // cols)
@@ -82,27 +107,34 @@ def samples_figure(images: torch.Tensor, labels: torch.Tensor, class_names: list
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, label in zip(axes.flat, images, labels):
-        _show(ax, image, class_names[int(label)])
+        _show(ax, image, class_names[int(label)], mean=mean, std=std)
     fig.tight_layout()
     return fig
 
 
 def filters_figure(model: nn.Module, cols: int = 8) -> Figure:
-    """Seed 003's filter pictures: every first-layer filter, and the second layer's filters on
-    their first input channel."""
+    """Seed 003's filter pictures: every first-layer filter (in RGB when it reads 3 channels),
+    and the second layer's filters on their first input channel."""
     convs = first_convs(model)[:2]
-    kernels = [c.weight.detach().float().cpu()[:, 0] for c in convs]
+    weights = [c.weight.detach().float().cpu() for c in convs]
+    rgb = bool(weights) and weights[0].shape[1] == 3
+    kernels = [w if i == 0 and rgb else w[:, :1] for i, w in enumerate(weights)]
     rows = [-(-len(k) // cols) for k in kernels]
     fig = plt.figure(figsize=(cols * 0.9, sum(rows) * 0.9 + 0.8 * len(kernels)))
     subfigs = fig.subfigures(len(kernels), 1, height_ratios=[r + 0.6 for r in rows], squeeze=False)
     for i, (sub, k) in enumerate(zip(subfigs[:, 0], kernels)):
-        sub.suptitle(f"conv{i + 1}: {len(k)} filters {k.shape[-2]}x{k.shape[-1]}"
-                     + (" (input channel 0)" if i else ""), fontsize=10)  # fmt: skip
+        note = " (RGB)" if k.shape[1] == 3 else " (input channel 0)" if i else ""
+        sub.suptitle(f"conv{i + 1}: {len(k)} filters {k.shape[-2]}x{k.shape[-1]}{note}",
+                     fontsize=10)  # fmt: skip
         axes = sub.subplots(rows[i], cols, squeeze=False)
         for ax in axes.flat:
             ax.axis("off")
         for ax, w in zip(axes.flat, k):
-            ax.imshow(w.numpy(), cmap="gray")
+            if w.shape[0] == 3:  # each filter stretched to 0-1 as a whole: its colour balance stays
+                w = (w - w.min()) / (w.max() - w.min() + 1e-8)
+                ax.imshow(w.permute(1, 2, 0).numpy())
+            else:
+                ax.imshow(w[0].numpy(), cmap="gray")
     return fig
 
 
@@ -148,15 +180,18 @@ def write_job_reports(
     y_pred: torch.Tensor | None,
     class_names: list[str],
     tb: Any = None,
+    mean: Stat | None = None,
+    std: Stat | None = None,
 ) -> list[Path]:
     """plot.png, samples.png, filters.png, confusion_matrix.png, classification_report.txt/json.
 
-    Each picture also goes to TensorBoard's Images tab when a ``TensorBoardRun`` is given.
+    Each picture also goes to TensorBoard's Images tab when a ``TensorBoardRun`` is given;
+    ``mean``/``std`` (the normalisation of ``sample_images``) show the samples in true colours.
     """
     out_dir = Path(out_dir)
     figures = {
         "plot": history_figure(epoch_rows),
-        "samples": samples_figure(sample_images, sample_labels, class_names),
+        "samples": samples_figure(sample_images, sample_labels, class_names, mean, std),
         "filters": filters_figure(model),
     }
     written = []

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from importlib import metadata
@@ -26,18 +27,55 @@ EPOCHS_CSV = "epochs.csv"
 PACKAGES = ("torch", "torchvision", "hydra-core", "optuna", "numpy", "cnnsweep")
 
 
-def atomic_write(path: str | Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it: readers never see half a file."""
+# what a job writes into its folder (besides Hydra's .hydra/ and train.log): a new attempt
+# removes the earlier attempt's, so nothing stale is ever read as the new attempt's
+JOB_OUTPUTS = (
+    RESULTS_JSON, RESULTS_CSV, EPOCHS_JSON, EPOCHS_CSV, "model.pt", "plot.png", "samples.png",
+    "filters.png", "confusion_matrix.png", "classification_report.txt",
+    "classification_report.json", "predictions.png",
+)  # fmt: skip
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_path(path: str | Path) -> Path:
+    """A new empty temporary file beside ``path``, with the permissions a plain ``open`` would
+    give (mkstemp makes 0600 files: colleagues could not read a sweep's results)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    os.close(fd)
+    return Path(tmp)
+
+
+def atomic_write(path: str | Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it: readers never see half a file."""
+    tmp = atomic_path(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        tmp.write_text(text, encoding="utf-8", newline="")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def clear_job_outputs(job_dir: str | Path, keep_checkpoint: bool = False) -> None:
+    """Remove what an earlier attempt in ``job_dir`` wrote (rows, weights, pictures, TensorBoard
+    events, its training checkpoint); a resumed attempt keeps the checkpoint, its epoch rows and
+    events (they continue)."""
+    job_dir = Path(job_dir)
+    keep = {EPOCHS_JSON, EPOCHS_CSV} if keep_checkpoint else set()
+    for name in JOB_OUTPUTS:
+        if name not in keep:
+            (job_dir / name).unlink(missing_ok=True)
+    if not keep_checkpoint:
+        (job_dir / "last.pt").unlink(missing_ok=True)
+        shutil.rmtree(job_dir / "tb", ignore_errors=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -107,8 +145,10 @@ class TensorBoardRun:
     sub-run that ``SummaryWriter.add_hparams`` creates), so the HParams tab links both.
     """
 
-    def __init__(self, log_dir: str | Path) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        # purge_step: a continued run hides the events an interrupted attempt wrote from that
+        # step (epoch) on, so no curve has two points at one step
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float | None]) -> None:
         for name, value in metrics.items():
@@ -136,13 +176,18 @@ class TensorBoardRun:
     def log_hparams(
         self, hparam_dict: dict[str, Any], metric_dict: dict[str, float | None]
     ) -> None:
-        """HParams entry; each metric is also written as a scalar under the same tag."""
+        """HParams entry; each finite metric is also written as a scalar under the same tag.
+
+        Every run declares all of ``metric_dict``'s columns, finite or not: TensorBoard takes the
+        columns of its HParams table from one run's declaration, so a first run that diverged
+        or was pruned must not hide a metric for all runs.
+        """
         metrics = {k: v for k, v in metric_dict.items() if v is not None and math.isfinite(v)}
         hp = {
             k: v if isinstance(v, (int, float, str, bool)) else str(v)
             for k, v in hparam_dict.items()
         }
-        exp, ssi, sei = hparams(hp, metrics)
+        exp, ssi, sei = hparams(hp, dict.fromkeys(metric_dict, 0.0))
         file_writer = self.writer._get_file_writer()
         for summary in (exp, ssi, sei):
             file_writer.add_summary(summary)

@@ -1,0 +1,114 @@
+"""What a configuration is, defined once.
+
+A job's config mixes two kinds of keys: those that say what the job learns (so what its numbers
+mean) and those that only say where or how fast it runs. ``RUNTIME_KEYS`` lists the second kind;
+everything else is the first. The one list serves three places that must agree:
+
+- resume: a finished job is skipped when its stored ``learning_config`` equals the new one;
+- run names: TensorBoard runs are named after the overrides that are not runtime keys;
+- the leaderboard: ``config_id`` groups the seeds of one configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+# dotted keys (a key also covers everything below it) that change where or how fast a job runs,
+# or what it reports, never what it learns
+RUNTIME_KEYS = (
+    "device",
+    "threads",
+    "compile",
+    "data_dir",
+    "data.root",
+    "data.download",
+    "data.debian_dir",
+    "data.cache_dir",
+    "progress",
+    "resume",
+    "reports",
+    "tensorboard",
+    "checkpoint",
+    "objective",
+    "test_every_epoch",
+    "hparams_search",
+    "optuna",
+)
+
+# the knobs a leaderboard shows as columns, in this order (the results row holds them flat)
+HPARAMS = (
+    "lr",
+    "batch_size",
+    "shuffle",
+    "epochs",
+    "seed",
+    "model",
+    "width",
+    "depth",
+    "dropout",
+    "data",
+    "optimizer",
+    "weight_decay",
+    "val_fraction",
+    "augment",
+    "scheduler",
+    "label_smoothing",
+    "ema",
+    "tta",
+    "patience",
+    "precision",
+)
+
+
+def is_runtime(key: str) -> bool:
+    """True for a dotted key that is, or lies under, one of ``RUNTIME_KEYS``."""
+    return any(key == r or key.startswith(r + ".") for r in RUNTIME_KEYS)
+
+
+def _strip(node: Any, prefix: str) -> Any:
+    if not isinstance(node, dict):
+        return node
+    return {
+        k: _strip(v, f"{prefix}{k}.") for k, v in node.items() if not is_runtime(f"{prefix}{k}")
+    }
+
+
+def learning_config(config: Any) -> dict[str, Any]:
+    """A job config (DictConfig or plain dict) without its runtime keys, as plain data.
+
+    Two jobs with equal learning configs learn the same thing; a stored row's ``config`` is
+    this, and applying it again to a stored config is harmless (older rows kept more keys).
+    """
+    if not isinstance(config, dict):
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(config, resolve=True)
+    return _strip(config, "")
+
+
+def override_key(override: str) -> str:
+    """``++optuna.trial=3`` -> ``optuna.trial``; ``~tta`` -> ``tta``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def run_name(overrides: Iterable[str]) -> str:
+    """The job's name from its command-line overrides: the learning ones, sorted, comma-joined.
+
+    ``batch_size=100,lr=0.01,shuffle=True``-style names as Hydra's ``override_dirname`` makes
+    them; ``default`` when only runtime knobs were given.
+    """
+    kept = sorted(o for o in overrides if not is_runtime(override_key(o)))
+    return ",".join(o.lstrip("+") for o in kept).replace("/", "_") or "default"
+
+
+def config_id(config: dict[str, Any], without: Iterable[str] = ("seed",)) -> str:
+    """Eight hex digits naming a learning config; ``without`` top-level keys left out (the seed:
+    the repeats of one configuration share an id)."""
+    key = learning_config(config)
+    for name in without:
+        key.pop(name, None)
+    text = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]

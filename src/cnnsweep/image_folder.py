@@ -1,0 +1,418 @@
+"""Your own images in torchvision's ImageFolder layout (``root/<class name>/<image>``).
+
+Every image is converted once (orientation, transparency, bit depth, colour mode, size) to uint8
+``[C, H, W]`` and the whole folder is held in memory like the other datasets. The converted
+folder is cached on disk as one ``.npz`` file whose name is a hash of the folder's file list
+(paths, sizes, mtimes) and of the conversion settings, so the next job of a sweep reads it in a
+second; a changed, added or removed file gives a new hash and a fresh conversion.
+
+``read_image`` is also what predict uses on a user's photo, so a photo and the training images
+go through exactly the same conversion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnsweep.data import DatasetError, Raw
+
+log = logging.getLogger(__name__)
+
+FITS = ("crop", "stretch", "pad")
+CACHE_FORMAT = 1  # bump when the conversion or the file layout changes: old caches are not used
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+class ImageReadError(ValueError):
+    """One image that cannot be used; the message says why (predict and the folder reader)."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How any image becomes a dataset image: channels (1 or 3), square size, how to fit it."""
+
+    channels: int
+    size: int
+    fit: str = "crop"  # crop: short side to size, centre crop; stretch: plain resize; pad
+    invert_light_background: bool = False  # the MNIST family: light object on a dark page
+
+
+def inverts_light_background(data: Any) -> bool:
+    """Whether photos are inverted when their background is light.
+
+    A config can say so (``invert_light_background``); otherwise only the grayscale datasets
+    read from torchvision or the Kaggle CSV (the MNIST family: light strokes on black) invert.
+    """
+    flag = data.get("invert_light_background")
+    if flag is not None:
+        return bool(flag)
+    return int(data.get("in_channels", 1)) == 1 and data.get("source") in ("torchvision", "csv")
+
+
+def conversion_for(data: Any, default_fit: str = "crop") -> Conversion:
+    """The conversion a data config asks for; a value that is not allowed is a DatasetError."""
+    channels = data.get("in_channels", 1)
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise DatasetError(
+            f"data.in_channels={channels!r} is not allowed for image files: "
+            "use 1 (grayscale) or 3 (RGB)"
+        )
+    size = data.get("image_size", 28)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise DatasetError(f"data.image_size={size!r} is not allowed: use an integer > 0")
+    fit = data.get("resize") or default_fit
+    if fit not in FITS:
+        raise DatasetError(f"data.resize={fit!r} is not allowed: use one of {', '.join(FITS)}")
+    return Conversion(channels, size, fit, inverts_light_background(data))
+
+
+def _to_eight_bit(img: Image.Image) -> Image.Image:
+    """16-bit and float grayscale to 8 bits by scaling (PIL's convert("L") clips at 255)."""
+    if img.mode in _SIXTEEN_BIT:
+        arr = np.asarray(img).astype(np.float64)
+        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            arr = arr / 257.0  # 0..65535 -> 0..255
+    elif img.mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        if arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+    else:
+        return img
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+
+
+def _flatten_alpha(img: Image.Image, contrast: bool) -> Image.Image:
+    """Composite transparency onto a plain background instead of dropping the alpha channel
+    (dropping it turns a dark object on a transparent page into black on black).
+
+    The background is white, or with ``contrast`` (the inverting family) whichever of white and
+    black the visible pixels stand out from: a dark object lands on white and the inversion then
+    makes the page dark, a light object lands on black directly.
+    """
+    if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in img.info:
+        return img
+    rgba = img.convert("RGBA")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64)
+    if alpha.min(initial=255) == 255:
+        return rgba.convert("RGB")
+    background = 255
+    if contrast and alpha.sum() > 0:
+        luminance = np.asarray(rgba.convert("L"), dtype=np.float64)
+        if (luminance * alpha).sum() / alpha.sum() >= 128:
+            background = 0
+    page = Image.new("RGBA", rgba.size, (background, background, background, 255))
+    return Image.alpha_composite(page, rgba).convert("RGB")
+
+
+def _border_mean(arr: np.ndarray) -> np.ndarray:
+    """Mean colour of the outermost pixels of an [H, W, C] array."""
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    return border.reshape(-1, arr.shape[-1]).mean(axis=0)
+
+
+def convert(img: Image.Image, conv: Conversion) -> np.ndarray:
+    """Any PIL image -> uint8 [C, size, size] the way the dataset's images look."""
+    img = ImageOps.exif_transpose(img)  # phones store rotation in EXIF, not in the pixels
+    img = _to_eight_bit(img)
+    img = _flatten_alpha(img, contrast=conv.invert_light_background)
+    img = img.convert("L" if conv.channels == 1 else "RGB")  # CMYK, palette, 1-bit, YCbCr ...
+    border = _border_mean(np.asarray(img).reshape(img.height, img.width, -1))
+    if conv.invert_light_background and border.mean() > 127:
+        img = ImageOps.invert(img)  # dark object on a light page: the datasets are the reverse
+        border = 255 - border
+    size, method = (conv.size, conv.size), Image.Resampling.LANCZOS
+    if conv.fit == "crop":
+        img = ImageOps.fit(img, size, method=method)
+    elif conv.fit == "stretch":
+        img = img.resize(size, method)
+    else:  # pad with the border's colour, so the bars look like the page around the object
+        fill = tuple(int(round(v)) for v in border)
+        img = ImageOps.pad(img, size, method=method, color=fill[0] if conv.channels == 1 else fill)
+    arr = np.asarray(img, dtype=np.uint8).reshape(conv.size, conv.size, conv.channels)
+    return arr.transpose(2, 0, 1).copy()  # a writable array of its own, channels first
+
+
+def read_image(path: str | Path, conv: Conversion) -> np.ndarray:
+    """Open, decode and convert one image file; anything unusable is an ImageReadError."""
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG":  # decode big JPEGs at a reduced scale: far less work
+                img.draft(None, (conv.size, conv.size))
+            img.load()
+            return convert(img, conv)
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image file") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(f"too large, refused as a possible decompression bomb ({e})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated, corrupt, odd modes
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageReadError(f"unreadable image ({reason})") from None
+
+
+@dataclass
+class Folder:
+    """One converted folder: images uint8 [N, C, S, S], labels, and what was skipped."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    skipped: list[str]  # the files that could not be read (relative to the folder in the cache)
+    reasons: list[str]  # why, one per skipped file
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")  # .DS_Store, ._AppleDouble, .ipynb_checkpoints ...
+
+
+def scan(root: Path, key: str) -> dict[str, list[Path]]:
+    """Class name -> its files (any depth below the class folder), both sorted by name."""
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is not a folder"
+        raise DatasetError(
+            f"data.{key}={root} {what}; give a folder laid out as <folder>/<class name>/<image>"
+        )
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and _visible(p.name))
+    if not classes:
+        raise DatasetError(
+            f"data.{key}={root} has no class folders; expected {root}/<class name>/<image files>"
+        )
+    files = {}
+    for name in classes:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if _visible(d))
+            found += [Path(dirpath, f) for f in sorted(filenames) if _visible(f)]
+        files[name] = found
+    return files
+
+
+def fingerprint(root: Path, files: dict[str, list[Path]], conv: Conversion) -> str:
+    """Hash of what the cached conversion depends on: the files as they are now, and how."""
+    listing = []
+    for name, paths in files.items():
+        for p in paths:
+            st = p.stat()
+            listing.append([name, p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
+    key = {
+        "format": CACHE_FORMAT,
+        "folder": str(root.resolve()),
+        "conversion": asdict(conv),
+        "files": listing,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _convert_folder(root: Path, files: dict[str, list[Path]], conv: Conversion) -> Folder:
+    n = sum(len(paths) for paths in files.values())
+    # filled in place: a list of arrays stacked at the end would need twice the memory
+    images = np.empty((n, conv.channels, conv.size, conv.size), dtype=np.uint8)
+    labels, skipped, reasons = [], [], []
+    for label, paths in enumerate(files.values()):
+        for path in paths:
+            try:
+                images[len(labels)] = read_image(path, conv)
+                labels.append(label)
+            except ImageReadError as e:
+                skipped.append(path.relative_to(root).as_posix())
+                reasons.append(str(e))
+    kept = images[: len(labels)]
+    return Folder(kept, np.array(labels, dtype=np.int64), list(files), skipped, reasons)
+
+
+def _write_cache(path: Path, folder: Folder) -> None:
+    """Write to a unique temporary name, then rename: a job starting meanwhile sees either no
+    cache or a whole one. os.open with mode 0o666 gives the permissions the umask allows
+    (mkstemp would make the file private to this user)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                images=folder.images,
+                labels=folder.labels,
+                class_names=np.array(folder.class_names, dtype=str),
+                skipped=np.array(folder.skipped, dtype=str),
+                reasons=np.array(folder.reasons, dtype=str),
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_cache(path: Path, conv: Conversion) -> Folder | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            folder = Folder(
+                z["images"],
+                z["labels"],
+                [str(s) for s in z["class_names"]],
+                [str(s) for s in z["skipped"]],
+                [str(s) for s in z["reasons"]],
+            )
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # damaged by hand or by a full disk: convert again
+        log.warning("image cache %s is unreadable (%s); converting again", path, e)
+        return None
+    if folder.images.shape[1:] != (conv.channels, conv.size, conv.size):
+        return None
+    return folder
+
+
+def read_folder(
+    root: str | Path, conv: Conversion, cache_dir: str | Path | None, key: str
+) -> Folder:
+    """Convert a class-per-folder tree (or read its cached conversion)."""
+    root = Path(root)
+    files = scan(root, key)
+    if len(files) < 2:
+        raise DatasetError(
+            f"data.{key}={root} has 1 class folder ({', '.join(files)}); "
+            "a classifier needs at least 2"
+        )
+    cache = None
+    if cache_dir:
+        digest = fingerprint(root, files, conv)
+        cache = Path(cache_dir) / f"{root.resolve().name or 'root'}-{digest[:20]}.npz"
+    folder = _read_cache(cache, conv) if cache else None
+    if folder is not None:
+        log.info("%s: %d images read from the cache %s", root, len(folder.labels), cache)
+    else:
+        started = time.time()
+        n = sum(len(p) for p in files.values())
+        log.info("%s: converting %d files to %s", root, n, _describe(conv))
+        folder = _convert_folder(root, files, conv)
+        log.info("%s: converted in %.1fs", root, time.time() - started)
+        if cache:
+            try:
+                _write_cache(cache, folder)
+            except OSError as e:  # a read-only data dir: train anyway, convert again next time
+                log.warning("cannot write the image cache %s (%s); not cached", cache, e)
+    for rel, reason in zip(folder.skipped, folder.reasons):
+        log.warning("skipped %s: %s", root / rel, reason)
+    counts = np.bincount(folder.labels, minlength=len(folder.class_names))
+    for name, count in zip(folder.class_names, counts):
+        if count == 0:
+            bad = sum(1 for rel in folder.skipped if rel.split("/", 1)[0] == name)
+            why = f"{bad} file(s) skipped as unreadable" if bad else "it is empty"
+            raise DatasetError(f"class folder {root / name} holds no readable images ({why})")
+    folder.skipped = [str(root / rel) for rel in folder.skipped]
+    return folder
+
+
+def _describe(conv: Conversion) -> str:
+    mode = "grayscale" if conv.channels == 1 else "RGB"
+    return f"{mode} {conv.size}x{conv.size} ({conv.fit})"
+
+
+def hold_out(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test): ``fraction`` of every class held out (at least one image of a
+    class that has two or more), fixed by ``seed``; the training order is shuffled once so that
+    ``shuffle=false`` does not train class after class."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for k in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == k))
+        n = 0 if len(idx) < 2 else min(max(1, round(len(idx) * fraction)), len(idx) - 1)
+        test.append(idx[:n])
+        train.append(idx[n:])
+    return rng.permutation(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _check_names(cfg: Any, names: list[str], where: str) -> None:
+    """A config that names its classes (a checkpoint's does) must match the folders."""
+    given = cfg.get("class_names")
+    if given is not None and list(given) != names:
+        raise DatasetError(
+            f"the class folders of {where} are {names}, but data.class_names is {list(given)}"
+        )
+    n = cfg.get("num_classes")
+    if n is not None and n != len(names):
+        raise DatasetError(
+            f"{where} has {len(names)} class folders but data.num_classes={n}; "
+            "leave data.num_classes null to take the count from the folders"
+        )
+
+
+def read_image_folders(cfg: Any, splits: tuple[str, ...]) -> Raw:
+    """The named splits of a ``data=image_folder`` config as uint8 tensors (a ``Raw``)."""
+    conv = conversion_for(cfg)
+    if _missing(cfg, "train_dir"):
+        raise DatasetError(
+            "data.train_dir is not set: give data.train_dir=<folder>, laid out as "
+            "<folder>/<class name>/<image>"
+        )
+    cache_dir = cfg.get("cache_dir")
+    seed = int(cfg.get("split_seed", 0))
+    test_dir = cfg.get("test_dir")
+    fraction = cfg.get("test_fraction")
+    if not test_dir and (
+        isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1
+    ):
+        raise DatasetError(
+            f"data.test_fraction={fraction!r} is not allowed: it must be in (0, 1) "
+            "when data.test_dir is null"
+        )
+    want_train = "train" in splits or not test_dir
+    out, skipped = {}, []
+    train = test = None
+    if want_train:
+        train = read_folder(cfg.train_dir, conv, cache_dir, "train_dir")
+        _check_names(cfg, train.class_names, f"data.train_dir={cfg.train_dir}")
+        skipped += train.skipped
+    if test_dir and "test" in splits:
+        test = read_folder(test_dir, conv, cache_dir, "test_dir")
+        if train is not None and test.class_names != train.class_names:
+            missing = sorted(set(train.class_names) - set(test.class_names))
+            extra = sorted(set(test.class_names) - set(train.class_names))
+            raise DatasetError(
+                f"data.test_dir={test_dir} has other classes than data.train_dir={cfg.train_dir}"
+                f" (missing: {', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'}); "
+                "both need the same class folders"
+            )
+        _check_names(cfg, test.class_names, f"data.test_dir={test_dir}")
+        skipped += test.skipped
+    if train is not None:
+        if test_dir:
+            train_idx = np.random.default_rng(seed).permutation(len(train.labels))
+        else:
+            train_idx, test_idx = hold_out(train.labels, fraction, seed)
+            if len(test_idx) == 0:
+                raise DatasetError(
+                    f"data.train_dir={cfg.train_dir} has too few images to hold out a test "
+                    "split (a class needs 2 or more); give data.test_dir"
+                )
+            out["test"] = _tensors(train, test_idx)
+        out["train"] = _tensors(train, train_idx)
+    if test is not None:
+        out["test"] = _tensors(test, np.arange(len(test.labels)))
+    names = (train or test).class_names
+    return Raw({name: out[name] for name in splits}, names, skipped)
+
+
+def _missing(cfg: Any, key: str) -> bool:
+    """Unset (null, or Hydra's ``???``), without tripping over OmegaConf's missing-value error."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.is_missing(cfg, key) or cfg.get(key) is None
+    return cfg.get(key) in (None, "???")
+
+
+def _tensors(folder: Folder, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(folder.images[idx]), torch.from_numpy(folder.labels[idx])
