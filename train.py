@@ -3,6 +3,7 @@
 import logging
 import math
 import sys
+import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -13,6 +14,13 @@ from cnnsweep.data import DatasetError
 from cnnsweep.job import ConfigError, run_job
 
 log = logging.getLogger("train")
+# Hydra 1.4 warns about every callback it instantiates without an execution whitelist; the one
+# conf/config.yaml names is this repo's own (cnnsweep.callbacks.SweepSummary)
+warnings.filterwarnings(
+    "ignore",
+    message=r"hydra\.utils\.instantiate\(\) resolved _target_='cnnsweep\.",
+    category=UserWarning,
+)
 
 
 @hydra.main(config_path="conf", config_name="config")

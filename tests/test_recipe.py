@@ -278,3 +278,17 @@ def test_the_recipe_mixes_on_the_command_line(compose_cfg, tmp_path: Path) -> No
     assert (row["label_smoothing"], row["ema"], row["tta"], row["width"]) == (0.1, 0.999, True, 8)
     assert row["params"] == count_params(build_model("cnn", width=8))
     assert row["flops"] == forward_flops(build_model("cnn", width=8), 1, 28)
+
+
+@pytest.mark.slow
+def test_a_compiled_job_trains_like_the_eager_one(compose_cfg, tmp_path: Path) -> None:
+    """compile=true (inductor on the CPU here; CUDA graphs on a GPU): same job, same numbers
+    up to floating-point order."""
+    rows = {}
+    for compiled in (False, True):
+        cfg = compose_cfg(["model=cnn", "model.width=8", f"compile={compiled}", *QUIET])
+        run_job(cfg, output_dir=tmp_path / str(compiled))
+        rows[compiled] = json.loads((tmp_path / str(compiled) / "results.json").read_text())
+    assert rows[True]["status"] == "completed"
+    assert rows[True]["train_loss"] == pytest.approx(rows[False]["train_loss"], rel=1e-3)
+    assert rows[True]["val_acc"] == pytest.approx(rows[False]["val_acc"], abs=0.02)

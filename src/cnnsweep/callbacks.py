@@ -19,7 +19,9 @@ def sweep_line(sweep_dir: str | Path) -> str:
     """``8 jobs: 7 completed, 1 failed in multirun/...; leaderboard: make aggregate DIRS=...``"""
     rows = [read_results_row(p.parent) for p in Path(sweep_dir).rglob(RESULTS_JSON)]
     counts = Counter(row.get("status", "corrupt") if row else "corrupt" for row in rows)
-    states = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    order = ("completed", "pruned", "diverged", "failed", "interrupted", "running")
+    ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
+    states = ", ".join(f"{counts[status]} {status}" for status in ranked)
     return (f"{len(rows)} job(s): {states or 'none ran'} in {sweep_dir}; "
             f"leaderboard: make aggregate DIRS={sweep_dir}")  # fmt: skip
 

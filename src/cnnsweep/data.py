@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import os
 import shutil
 import struct
@@ -361,7 +362,31 @@ def _read_uint8(cfg: Any, splits: tuple[str, ...]) -> dict[str, tuple[torch.Tens
 
 
 def load_data(cfg: Any, seed: int) -> Data:
-    """Build the train/val/test splits described by a ``data`` config group."""
+    """Build the train/val/test splits described by a ``data`` config group.
+
+    A torchvision dataset's splits are built once per process for each (config, seed): the jobs
+    of a sweep share them (no job modifies them in place), instead of normalising and
+    splitting the same 60000 images again for every job.
+    """
+    if cfg.source == "torchvision":
+        return _shared_data(json.dumps(_plain(cfg), sort_keys=True), seed)
+    return _build_data(cfg, seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_data(cfg_json: str, seed: int) -> Data:
+    from omegaconf import OmegaConf
+
+    return _build_data(OmegaConf.create(json.loads(cfg_json)), seed)
+
+
+def _plain(cfg: Any) -> dict:
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def _build_data(cfg: Any, seed: int) -> Data:
     raw = read_raw(cfg, ("train", "test"))
     x, y = raw.splits["train"]
     mean, std = normalisation(cfg, x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cnnsweep.augment import AUGMENTS, build_augment
+from cnnsweep.augment import build_augment
 from cnnsweep.data import (
     Data,
     DatasetError,
@@ -34,24 +35,11 @@ from cnnsweep.data import (
 from cnnsweep.ema import EMA
 from cnnsweep.identity import learning_config, run_name
 from cnnsweep.loop import Recipe, evaluate, train_one_epoch
-from cnnsweep.models import (
-    MODELS,
-    build_model,
-    count_params,
-    forward_flops,
-    min_image_size,
-    model_spec,
-)
-from cnnsweep.monitor import MONITORS, Monitor
+from cnnsweep.models import build_model, count_params, forward_flops, model_spec
+from cnnsweep.monitor import Monitor
 from cnnsweep.pruning import OptunaTrial, reported_metric
-from cnnsweep.runtime import (
-    ConfigError,
-    check_precision,
-    job_device,
-    resolve_device,
-    resolve_threads,
-)
-from cnnsweep.schedule import SCHEDULERS, build_scheduler
+from cnnsweep.runtime import ConfigError, job_device, resolve_threads
+from cnnsweep.schedule import build_scheduler
 from cnnsweep.state import LAST, TrainState, load_last, save_last, save_model
 from cnnsweep.tracking import (
     TensorBoardRun,
@@ -61,103 +49,15 @@ from cnnsweep.tracking import (
     write_epoch_rows,
     write_results_row,
 )
+from cnnsweep.validation import METRICS, validate
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ConfigError", "run_job", "validate", "hyperparameters", "build_optimizer"]
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-           "best_val_acc")  # fmt: skip
 # the hyperparameters every epoch row repeats (the seed's RunManager layout)
 EPOCH_HPARAMS = ("lr", "batch_size", "shuffle", "epochs", "seed", "model", "data", "optimizer")
 EPOCH_COLUMN = {"val_acc": "val_accuracy", "val_loss": "val_loss"}  # a monitor's epoch-row column
-
-
-def validate(cfg: DictConfig) -> None:
-    """Refuse bad knobs before any data is read or any file is written."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        example = " ".join(f"{k}=<{k.rsplit('.', 1)[-1]}>" for k in missing)
-        raise ConfigError(
-            f"{', '.join(missing)} not set: give {'it' if len(missing) == 1 else 'them'} on the "
-            f"command line, e.g. python train.py data={cfg.data.name} {example}"
-        )
-
-    def number(key: str, kind: type, low: float, high: float | None = None, *, low_ok=False):
-        value = OmegaConf.select(cfg, key)
-        ok = isinstance(value, (int, float) if kind is float else int)
-        ok = ok and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value >= low if low_ok else value > low) and (high is None or value < high)
-        if not ok:
-            what = "an integer" if kind is int else "a number"
-            bounds = f"{'>=' if low_ok else '>'} {low:g}" + (f" and < {high:g}" if high else "")
-            raise ConfigError(f"{key}={value!r} is not allowed: {key} must be {what} {bounds}")
-
-    number("lr", float, 0)
-    number("batch_size", int, 0)
-    number("epochs", int, 0)
-    vf = cfg.data.val_fraction
-    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
-        raise ConfigError(f"data.val_fraction={vf!r} is not allowed: it must be in [0, 1)")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    for key in ("shuffle", "tta", "keep_best", "compile"):
-        if not isinstance(cfg[key], bool):
-            raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
-    number("label_smoothing", float, 0, 1, low_ok=True)
-    if cfg.ema.enabled:
-        number("ema.decay", float, 0, 1)
-        number("ema.every", int, 0)
-    for group, names in (("augment", AUGMENTS), ("scheduler", SCHEDULERS), ("model", MODELS)):
-        if cfg[group].name not in names:
-            raise ConfigError(
-                f"{group}.name={cfg[group].name!r} is not allowed: use one of {sorted(names)}"
-            )
-    if cfg.augment.name != "none":
-        number("augment.shift", int, 0, low_ok=True)
-        number("augment.flip", float, 0, 1.0000001, low_ok=True)
-    if cfg.augment.name == "shift_flip_erase":
-        number("augment.erase", float, 0, 1.0000001, low_ok=True)
-        number("augment.erase_size", int, 0)
-    for key in ("width", "depth", "stages"):
-        if key in cfg.model:
-            number(f"model.{key}", int, 0)
-    if "dropout" in cfg.model:
-        number("model.dropout", float, 0, 1, low_ok=True)
-    if cfg.early_stopping.patience is not None:
-        number("early_stopping.patience", int, 0)
-    if cfg.monitor not in MONITORS:
-        raise ConfigError(f"monitor={cfg.monitor!r} is not allowed: use one of {list(MONITORS)}")
-    number("checkpoint.every", int, 0, low_ok=True)
-    device = resolve_device(cfg.device)
-    resolve_threads(cfg.threads)
-    check_precision(cfg.precision, device)
-    allowed = [m for m in METRICS if vf > 0 or not m.startswith(("val", "best_val"))]
-    if cfg.objective not in allowed:
-        raise ConfigError(f"objective={cfg.objective!r} is not allowed: use one of {allowed}")
-    if vf == 0 and cfg.early_stopping.patience is not None:
-        raise ConfigError("early_stopping.patience needs a validation split: data.val_fraction > 0")
-    check_model_fits(cfg)
-
-
-def check_model_fits(cfg: DictConfig) -> None:
-    """The model builds and takes the data's image size (else: the smallest size it takes)."""
-    spec = model_spec(cfg.model)
-    if spec.get("num_classes") is None:  # an image folder's: known once its folders are read
-        spec["num_classes"] = 2
-    try:
-        model = build_model(**spec)
-        with torch.no_grad():
-            model.eval()(
-                torch.zeros(1, spec["in_channels"], spec["image_size"], spec["image_size"])
-            )
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    except RuntimeError:
-        raise ConfigError(
-            f"data.image_size={spec['image_size']} is too small for model {spec['name']!r}: "
-            f"it takes images of at least {min_image_size(spec)}x{min_image_size(spec)}"
-        ) from None
 
 
 @dataclass
@@ -370,6 +270,7 @@ def stopping(cfg: DictConfig, row: dict[str, Any], state: TrainState, trial: Opt
 
 def outcome(row: dict[str, Any], out: Path) -> str:
     """One line a person can act on: what happened, where, and what to run next."""
+    out = Path(os.path.relpath(out)) if out.resolve().is_relative_to(Path.cwd()) else out
     if row["status"] == "completed":
         return (f"completed: test acc {row['test_acc']:.4f} in {out}; look at it: "
                 f"tensorboard --logdir {out / 'tb'}  |  python predict.py {out}")  # fmt: skip

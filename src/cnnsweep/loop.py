@@ -40,7 +40,7 @@ def train_one_epoch(
     once at the end, so a NaN/inf loss shows up in the returned mean, not as a per-step check.
     """
     model, optimizer, scaler = state.model, state.optimizer, state.scaler
-    forward = recipe.forward or model
+    forward = recipe.forward if recipe.forward is not None else model
     device = split.labels.device
     model.train()
     total_loss = torch.zeros((), device=device)

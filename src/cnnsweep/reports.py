@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,21 @@ from torch import nn  # noqa: E402
 
 from cnnsweep.data import Stat, denormalise  # noqa: E402
 from cnnsweep.models import first_convs  # noqa: E402
-from cnnsweep.tracking import atomic_path, atomic_write, write_json  # noqa: E402
+from cnnsweep.tracking import atomic_write, write_json  # noqa: E402
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Save a PNG atomically (tmp file + rename) and keep the figure open for TensorBoard."""
-    path = Path(path)
-    tmp = atomic_path(path)
-    try:
-        # no "Software" stamp: the same figure gives the same bytes whatever matplotlib wrote it
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+def render_png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes, rendered once (for its file and for TensorBoard alike)."""
+    buf = io.BytesIO()
+    # no "Software" stamp: the same figure gives the same bytes whatever matplotlib wrote it
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Save a PNG atomically (tmp file + rename); the figure stays open."""
+    atomic_write(path, render_png(fig, dpi))
+    return Path(path)
 
 
 def history_figure(epoch_rows: list[dict[str, Any]]) -> Figure:
@@ -112,29 +113,46 @@ def samples_figure(
     return fig
 
 
-def filters_figure(model: nn.Module, cols: int = 8) -> Figure:
+def filter_mosaic(kernels: torch.Tensor, cols: int = 16) -> np.ndarray:
+    """Filters ``[N, C, k, k]`` tiled into one image with white gaps, each filter stretched to
+    0-1 on its own (an RGB filter as a whole, so its colour balance stays): [H, W] or [H, W, 3]."""
+    n, c, k, _ = kernels.shape
+    lo = kernels.amin(dim=(1, 2, 3), keepdim=True)
+    norm = (kernels - lo) / (kernels.amax(dim=(1, 2, 3), keepdim=True) - lo + 1e-8)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    mosaic = np.ones((rows * (k + 1) - 1, cols * (k + 1) - 1, c), dtype=np.float32)
+    for i, w in enumerate(norm):
+        top, left = (i // cols) * (k + 1), (i % cols) * (k + 1)
+        mosaic[top : top + k, left : left + k] = w.permute(1, 2, 0).numpy()
+    return mosaic if c == 3 else mosaic[..., 0]
+
+
+def filters_figure(model: nn.Module, cols: int = 16) -> Figure:
     """Seed 003's filter pictures: every first-layer filter (in RGB when it reads 3 channels),
-    and the second layer's filters on their first input channel."""
+    and the second layer's filters on their first input channel; one mosaic per layer (one
+    image to draw, not an axis per filter)."""
     convs = first_convs(model)[:2]
     weights = [c.weight.detach().float().cpu() for c in convs]
     rgb = bool(weights) and weights[0].shape[1] == 3
-    kernels = [w if i == 0 and rgb else w[:, :1] for i, w in enumerate(weights)]
-    rows = [-(-len(k) // cols) for k in kernels]
-    fig = plt.figure(figsize=(cols * 0.9, sum(rows) * 0.9 + 0.8 * len(kernels)))
-    subfigs = fig.subfigures(len(kernels), 1, height_ratios=[r + 0.6 for r in rows], squeeze=False)
-    for i, (sub, k) in enumerate(zip(subfigs[:, 0], kernels)):
-        note = " (RGB)" if k.shape[1] == 3 else " (input channel 0)" if i else ""
-        sub.suptitle(f"conv{i + 1}: {len(k)} filters {k.shape[-2]}x{k.shape[-1]}{note}",
+    mosaics = [
+        filter_mosaic(w if i == 0 and rgb else w[:, :1], cols) for i, w in enumerate(weights)
+    ]
+    heights = [m.shape[0] for m in mosaics]
+    fig, axes = plt.subplots(
+        len(mosaics),
+        1,
+        figsize=(7, 0.9 + 7 * sum(heights) / max(m.shape[1] for m in mosaics)),
+        height_ratios=heights,
+        squeeze=False,
+    )
+    for i, (ax, mosaic, w) in enumerate(zip(axes[:, 0], mosaics, weights)):
+        note = " (RGB)" if mosaic.ndim == 3 else " (input channel 0)" if i else ""
+        ax.set_title(f"conv{i + 1}: {len(w)} filters {w.shape[-2]}x{w.shape[-1]}{note}",
                      fontsize=10)  # fmt: skip
-        axes = sub.subplots(rows[i], cols, squeeze=False)
-        for ax in axes.flat:
-            ax.axis("off")
-        for ax, w in zip(axes.flat, k):
-            if w.shape[0] == 3:  # each filter stretched to 0-1 as a whole: its colour balance stays
-                w = (w - w.min()) / (w.max() - w.min() + 1e-8)
-                ax.imshow(w.permute(1, 2, 0).numpy())
-            else:
-                ax.imshow(w[0].numpy(), cmap="gray")
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.axis("off")
+    fig.tight_layout()
     return fig
 
 
@@ -202,8 +220,10 @@ def write_job_reports(
         written += [out_dir / "classification_report.txt", out_dir / "classification_report.json"]
         figures["confusion_matrix"] = confusion_figure(matrix, class_names)
     for name, fig in figures.items():
-        written.append(save_figure(fig, out_dir / f"{name}.png"))
-        if tb is not None:
-            tb.log_figure(f"reports/{name}", fig)  # add_figure closes it
+        png = render_png(fig)
         plt.close(fig)
+        atomic_write(out_dir / f"{name}.png", png)
+        written.append(out_dir / f"{name}.png")
+        if tb is not None:
+            tb.log_png(f"reports/{name}", png)
     return written

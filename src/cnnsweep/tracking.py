@@ -53,11 +53,14 @@ def atomic_path(path: str | Path) -> Path:
     return Path(tmp)
 
 
-def atomic_write(path: str | Path, text: str) -> None:
+def atomic_write(path: str | Path, content: str | bytes) -> None:
     """Write to a temporary file beside ``path`` and rename it: readers never see half a file."""
     tmp = atomic_path(path)
     try:
-        tmp.write_text(text, encoding="utf-8", newline="")
+        if isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            tmp.write_text(content, encoding="utf-8", newline="")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -170,8 +173,20 @@ class TensorBoardRun:
             warnings.simplefilter("ignore", FutureWarning)
             self.writer.add_graph(model, example)
 
-    def log_figure(self, tag: str, figure: Any, step: int = 0) -> None:
-        self.writer.add_figure(tag, figure, step)
+    def log_png(self, tag: str, png: bytes, step: int = 0) -> None:
+        """A PNG already rendered (for its file) goes to the Images tab as it is: no second
+        rendering of the figure, no decoding and re-encoding."""
+        from PIL import Image
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        with Image.open(io.BytesIO(png)) as img:
+            width, height = img.size
+            channels = len(img.getbands())
+        image = Summary.Image(
+            height=height, width=width, colorspace=channels, encoded_image_string=png
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self.writer._get_file_writer().add_summary(summary, step)
 
     def log_hparams(
         self, hparam_dict: dict[str, Any], metric_dict: dict[str, float | None]

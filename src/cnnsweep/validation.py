@@ -1,0 +1,109 @@
+"""Every knob checked before any data is read or any file is written: one line each."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cnnsweep.augment import AUGMENTS
+from cnnsweep.models import MODELS, build_model, min_image_size, model_spec
+from cnnsweep.monitor import MONITORS
+from cnnsweep.runtime import ConfigError, check_precision, resolve_device, resolve_threads
+from cnnsweep.schedule import SCHEDULERS
+
+# what a results row reports, and the objectives a job may return
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+           "best_val_acc")  # fmt: skip
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse bad knobs before any data is read or any file is written."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = " ".join(f"{k}=<{k.rsplit('.', 1)[-1]}>" for k in missing)
+        raise ConfigError(
+            f"{', '.join(missing)} not set: give {'it' if len(missing) == 1 else 'them'} on the "
+            f"command line, e.g. python train.py data={cfg.data.name} {example}"
+        )
+
+    def number(key: str, kind: type, low: float, high: float | None = None, closed: str = ""):
+        """``closed``: which ends are allowed ("low", "high", "low high"); else open."""
+        value = OmegaConf.select(cfg, key)
+        ok = isinstance(value, (int, float) if kind is float else int)
+        ok = ok and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (value >= low if "low" in closed else value > low)
+        ok = ok and (high is None or (value <= high if "high" in closed else value < high))
+        if not ok:
+            what = "an integer" if kind is int else "a number"
+            bounds = f"{'>=' if 'low' in closed else '>'} {low:g}"
+            if high is not None:
+                bounds += f" and {'<=' if 'high' in closed else '<'} {high:g}"
+            raise ConfigError(f"{key}={value!r} is not allowed: {key} must be {what} {bounds}")
+
+    number("lr", float, 0)
+    number("batch_size", int, 0)
+    number("epochs", int, 0)
+    vf = cfg.data.val_fraction
+    if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
+        raise ConfigError(f"data.val_fraction={vf!r} is not allowed: it must be in [0, 1)")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
+    for key in ("shuffle", "tta", "keep_best", "compile"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
+    number("label_smoothing", float, 0, 1, "low")
+    if cfg.ema.enabled:
+        number("ema.decay", float, 0, 1)
+        number("ema.every", int, 0)
+    for group, names in (("augment", AUGMENTS), ("scheduler", SCHEDULERS), ("model", MODELS)):
+        if cfg[group].name not in names:
+            raise ConfigError(
+                f"{group}.name={cfg[group].name!r} is not allowed: use one of {sorted(names)}"
+            )
+    if cfg.augment.name != "none":
+        number("augment.shift", int, 0, closed="low")
+        number("augment.flip", float, 0, 1, "low high")
+    if cfg.augment.name == "shift_flip_erase":
+        number("augment.erase", float, 0, 1, "low high")
+        number("augment.erase_size", int, 0)
+    for key in ("width", "depth", "stages"):
+        if key in cfg.model:
+            number(f"model.{key}", int, 0)
+    if "dropout" in cfg.model:
+        number("model.dropout", float, 0, 1, "low")
+    if cfg.early_stopping.patience is not None:
+        number("early_stopping.patience", int, 0)
+    if cfg.monitor not in MONITORS:
+        raise ConfigError(f"monitor={cfg.monitor!r} is not allowed: use one of {list(MONITORS)}")
+    number("checkpoint.every", int, 0, closed="low")
+    device = resolve_device(cfg.device)
+    resolve_threads(cfg.threads)
+    check_precision(cfg.precision, device)
+    allowed = [m for m in METRICS if vf > 0 or not m.startswith(("val", "best_val"))]
+    if cfg.objective not in allowed:
+        raise ConfigError(f"objective={cfg.objective!r} is not allowed: use one of {allowed}")
+    if vf == 0 and cfg.early_stopping.patience is not None:
+        raise ConfigError("early_stopping.patience needs a validation split: data.val_fraction > 0")
+    check_model_fits(cfg)
+
+
+def check_model_fits(cfg: DictConfig) -> None:
+    """The model builds and takes the data's image size (else: the smallest size it takes)."""
+    spec = model_spec(cfg.model)
+    if spec.get("num_classes") is None:  # an image folder's: known once its folders are read
+        spec["num_classes"] = 2
+    try:
+        model = build_model(**spec)
+        with torch.no_grad():
+            model.eval()(
+                torch.zeros(1, spec["in_channels"], spec["image_size"], spec["image_size"])
+            )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    except RuntimeError:
+        raise ConfigError(
+            f"data.image_size={spec['image_size']} is too small for model {spec['name']!r}: "
+            f"it takes images of at least {min_image_size(spec)}x{min_image_size(spec)}"
+        ) from None
