@@ -244,6 +244,16 @@ def test_joblib_runs_two_jobs_with_split_threads(tmp_path: Path, tiny_root: Path
 
 
 @pytest.mark.slow
+def test_joblib_default_n_jobs_divides_the_cores_by_the_jobs_that_run(
+    tmp_path: Path, tiny_root: Path
+) -> None:
+    """n_jobs=-1 (joblib's default: one worker per core) with a 1-job sweep: that job gets all
+    the cores, not cores / n_jobs."""
+    sweep_dir, _ = sweep(tmp_path, tiny_root, "one", "hydra/launcher=joblib", "lr=0.01")
+    assert results(sweep_dir / "0")["threads"] == cpu_count()
+
+
+@pytest.mark.slow
 def test_submitit_local_rows_land_where_aggregate_finds_them(
     tmp_path: Path, tiny_root: Path
 ) -> None:
