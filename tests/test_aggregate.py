@@ -170,3 +170,98 @@ def test_nothing_to_aggregate(
     assert aggregate.main(["no_such_dir"]) == 2
     assert "not a folder: no_such_dir" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_confidence_interval_of_the_objective_over_seeds(tmp_path: Path) -> None:
+    # 0.7, 0.8, 0.9: mean 0.8, std 0.1; t(0.975, 2 dof) = 4.302653 -> half width
+    # 4.302653 * 0.1 / sqrt(3) = 0.248414 -> [0.551586, 1.048414]
+    rows = [
+        {"lr": 0.01, "seed": seed, "val_acc": acc} for seed, acc in ((1, 0.7), (2, 0.8), (3, 0.9))
+    ]
+    sweep = make_sweep(tmp_path / "s", [*rows, {"lr": 0.1, "val_acc": 0.5}])
+    report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    groups = aggregate.seed_groups(report["runs"], "val_acc")
+    assert (groups[0]["ci_low"], groups[0]["ci_high"]) == (
+        pytest.approx(0.551586, abs=1e-6),
+        pytest.approx(1.048414, abs=1e-6),
+    )
+    assert groups[1]["n"] == 1 and groups[1]["ci_low"] is None  # one seed: no interval
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| rank | lr | seeds | val_acc | test_acc | 95% CI of val_acc |" in summary
+    assert "| 1 | 0.01 | 3 | 0.8000 ± 0.1000 | 0.8000 ± 0.0000 | [0.5516, 1.0484] |" in summary
+    assert "| 2 | 0.1 | 1 | 0.5000 | 0.8000 | – |" in summary
+
+
+def test_over_seeds_counts_distinct_seeds_once(tmp_path: Path) -> None:
+    """The same (configuration, seed) in two sweeps: the one that finished last counts; moving
+    the data or changing the objective does not make it another configuration."""
+
+    def config(seed: int, root: str, objective: str = "val_acc") -> dict[str, Any]:
+        data = {"name": "fashion_mnist", "root": root, "download": True}
+        return {"lr": 0.01, "seed": seed, "data": data, "objective": objective}
+
+    first = make_sweep(tmp_path / "a", [
+        {"seed": 1, "val_acc": 0.6, "finished_at": "2026-01-01T10:00:00+00:00",
+         "config": config(1, "/data")},
+        {"seed": 2, "val_acc": 0.8, "finished_at": "2026-01-01T10:00:00+00:00",
+         "config": config(2, "/data")},
+        {"seed": 1, "val_acc": 0.6, "finished_at": None, "objective": "val_loss",
+         "config": config(1, "/data", "val_loss")},
+    ])  # fmt: skip
+    again = make_sweep(tmp_path / "b", [  # seed 1 again, later, after the data moved
+        {"seed": 1, "val_acc": 0.7, "finished_at": "2026-01-02T10:00:00+00:00",
+         "config": config(1, "/elsewhere")},
+    ])  # fmt: skip
+    report = aggregate.aggregate([first, again], tmp_path / "out", objective="val_acc",
+                                 base=tmp_path)  # fmt: skip
+    runs = report["runs"]
+    assert len(runs) == 4 and len({r["config_id"] for r in runs}) == 1
+    (group,) = aggregate.seed_groups(runs, "val_acc")
+    assert group["n"] == 2  # seeds 1 and 2, not four jobs
+    assert group["val_acc_mean"] == pytest.approx((0.7 + 0.8) / 2)  # b/0 finished last
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| 1 | network | 2 | 0.7500 ± 0.0707 |" in summary
+    assert "2 duplicate job(s) of a configuration and seed" in summary
+    assert sum(r["rank"] is not None for r in runs) == 4  # the leaderboard still lists each
+
+
+def test_two_jobs_with_one_number_keep_their_curves_apart(tmp_path: Path) -> None:
+    """Two Optuna workers share a sweep folder and both number their jobs from 0."""
+    sweep = make_sweep(tmp_path / "s", [])
+    make_job(sweep / "trial_0", job_num=0, val_acc=0.7, epochs=3)
+    make_job(sweep / "trial_1", job_num=0, val_acc=0.9, epochs=3)
+    aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    epochs = json.loads((tmp_path / "out" / "epochs.json").read_text())
+    curves: dict[str, list] = {}
+    for e in epochs:
+        curves.setdefault(e["job_dir"], []).append((e["epoch"], e["val_accuracy"]))
+    assert curves == {"s/trial_0": [(1, 0.5), (2, 0.5), (3, 0.7)],
+                      "s/trial_1": [(1, 0.5), (2, 0.5), (3, 0.9)]}  # fmt: skip
+    # an Optuna trial's number is its job number
+    make_job(sweep / "trial_0", job_num=0, trial_number=5, val_acc=0.7)
+    report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    assert {r["job_dir"]: r["job"] for r in report["runs"]} == {"s/trial_0": 5, "s/trial_1": 0}
+    assert {e["run"] for e in report["epochs"] if e["job_dir"] == "s/trial_0"} == {5}
+
+
+def test_new_row_keys_statuses_and_extra_columns(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", [
+        {"val_acc": 0.8, "objective_value": 0.8, "objective_from": "best epoch 2", "width": 16,
+         "class_names": ["cat", "dog"], "tta": True, "flops": 1000, "a_new_key": 3},
+        {"status": "interrupted", "error": "KeyboardInterrupt after epoch 1"},
+        {"status": "failed", "error": "boom"},
+    ])  # fmt: skip
+    report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    assert [r["status"] for r in report["runs"]] == ["completed", "failed", "interrupted"]
+    top = report["runs"][0]
+    assert (top["width"], top["tta"], top["flops"], top["a_new_key"]) == (16, True, 1000, 3)
+    header = (tmp_path / "out" / "runs.csv").read_text().splitlines()[0].split(",")
+    assert {"objective_value", "class_names", "study_storage", "a_new_key"} <= set(header)
+    assert header[-1] == "a_new_key"  # unknown keys after the known columns
+    assert '"[""cat"", ""dog""]"' in (tmp_path / "out" / "runs.csv").read_text()
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "1 completed, 1 failed, 1 interrupted" in summary
+    assert (
+        "| 1 | interrupted | network | adam | 0.01 | 100 | KeyboardInterrupt after epoch 1 |"
+        in summary
+    )

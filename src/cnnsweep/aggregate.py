@@ -1,75 +1,60 @@
-"""Merge the results rows of every job into one leaderboard: ``make aggregate``.
+"""``make aggregate``: the rows of every job merged into one leaderboard.
 
-``python -m cnnsweep.aggregate [DIR ...] [--out results]`` walks the given folders (default:
-``multirun/`` and ``outputs/``), reads each job's ``results.json`` and ``epochs.json`` and writes:
-
-- ``runs.csv`` / ``runs.json``: one row per job, ranked best first by the objective, with its
-  sweep, status, hyperparameters and final metrics; jobs that did not complete come last;
-- ``epochs.csv`` / ``epochs.json``: every epoch of every job (the seed's column layout, plus
-  validation and sweep columns);
-- ``summary.md``: the leaderboard as a Markdown table (mean ± std where a configuration ran with
-  several seeds) and the jobs that failed, diverged, are still running or left a broken row;
-- ``val_acc.png`` (validation accuracy per epoch of each run) and ``test_acc.png`` (final test
-  accuracy per configuration).
-
-A job dir is a folder holding ``results.json`` or Hydra's ``.hydra/``. A job with no row (killed
-before it started) is listed as ``missing``; a row that is not valid JSON as ``corrupt``. Output
-depends only on the job folders, so running it twice gives the same files.
+``python -m cnnsweep.aggregate [DIR ...] [--out results] [--objective M]`` reads the jobs under
+the folders (default: ``multirun/`` and ``outputs/``) with ``cnnsweep.results`` and writes
+``runs.csv``/``.json`` (one row per job, ranked best first), ``epochs.csv``/``.json`` (every
+epoch), ``summary.md`` (the leaderboard, statistics over seeds, the jobs not ranked, the
+studies), ``val_acc.png``, ``test_acc.png``, and for each Optuna study the trials belong to,
+``<study name>/`` with Optuna's plots and trials table. The same job folders give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
-import statistics
+import numbers
+import re
 import sys
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from cnnsweep.identity import HPARAMS
 from cnnsweep.reports import save_figure
-from cnnsweep.tracking import EPOCHS_JSON, RESULTS_JSON, atomic_write, write_csv, write_json
+from cnnsweep.results import (
+    DEFAULT_ROOTS,
+    EPOCH_LEAD,
+    STATUSES,
+    TIMESTAMPS,
+    find_job_dirs,
+    frame,
+    load_epochs,
+    load_runs,
+)
+from cnnsweep.tracking import atomic_write, write_json
+from cnnsweep.validation import METRICS
 
-DEFAULT_ROOTS = ("multirun", "outputs")
 DEFAULT_OUT = "results"
-
-HPARAMS = ("lr", "batch_size", "shuffle", "epochs", "seed", "model", "data", "optimizer",
-           "weight_decay", "val_fraction")  # fmt: skip
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-           "best_val_acc")  # fmt: skip
 RUN_COLUMNS = (
-    "rank", "sweep", "job", "status", "objective", "score", *HPARAMS, *METRICS, "best_epoch",
-    "epochs_run", "epoch_duration", "run_duration", "run_name", "config_id", "overrides",
-    "device", "threads", "started_at", "finished_at", "error", "job_dir",
+    "rank", "sweep", "job", "status", "objective", "score", "objective_value", "objective_from",
+    *HPARAMS, *METRICS, "last_train_loss", "last_train_acc", "last_val_loss", "last_val_acc",
+    "best_epoch", "metrics_epoch", "epochs_run", "stopped_early_at", "resumed_from_epoch",
+    "params", "flops", "epoch_duration", "run_duration", "run_name", "config_id", "overrides",
+    "study_name", "trial_number", "study_storage", "device", "threads", "started_at",
+    "finished_at", "skipped_files", "class_names", "error", "job_dir",
 )  # fmt: skip
-# the seed's RunManager columns, then validation and where the epoch comes from
-EPOCH_COLUMNS = (
-    "run", "epoch", "loss", "accuracy", "epoch duration", "run duration", "lr", "batch_size",
-    "shuffle", "epochs", "seed", "model", "data", "optimizer", "val_loss", "val_accuracy",
-    "sweep", "status",
-)  # fmt: skip
-# statuses in the order they are listed after the ranked rows
-STATUS_ORDER = ("completed", "pruned", "diverged", "failed", "running", "corrupt", "missing")
-SKIP_DIRS = {"tb", ".submitit", "__pycache__", ".git", ".venv", "node_modules"}
-# config keys that say where the data lives, not what is learnt (ignored when grouping seeds)
-LOCATION_KEYS = (("data", "root"), ("data", "download"), ("data", "debian_dir"))
-
-
-# ---------------------------------------------------------------------------------- reading
-
-
-def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
-    """Every folder under ``roots`` that holds a ``results.json`` or a Hydra ``.hydra/``."""
-    found: set[Path] = set()
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            if RESULTS_JSON in filenames or ".hydra" in dirnames:
-                found.add(Path(dirpath).resolve())
-            dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and d != ".hydra")
-    return sorted(found)
+NOT_IN_RUNS = {"job_num", "sweep_dir", "config", "versions"}  # the row's own, or not scalar
+# the seed's RunManager columns, then validation, test and where the epoch comes from
+EPOCH_COLUMNS = (*EPOCH_LEAD, "lr", "batch_size", "shuffle", "epochs", "seed", "model", "data",
+                 "optimizer", "val_loss", "val_accuracy", "lr_now", "test_loss", "test_accuracy",
+                 "sweep", "status", "job_dir")  # fmt: skip
+LABELS = {"epoch_duration": "s/epoch", "best_epoch": "best epoch", "batch_size": "batch size",
+          "job_dir": "job dir"}  # fmt: skip
 
 
 def is_better(objective: str) -> str:
@@ -77,239 +62,121 @@ def is_better(objective: str) -> str:
     return "min" if objective.endswith("loss") else "max"
 
 
-def display_path(path: str | Path, base: Path | None = None) -> str:
-    """``path`` relative to ``base`` (the cwd) when it lies under it, else absolute."""
-    path = Path(path).resolve()
-    base = (base or Path.cwd()).resolve()
-    try:
-        rel = path.relative_to(base)
-    except ValueError:
-        return str(path)
-    return str(rel) if str(rel) != "." else "."
+def _numbers(runs: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as finite floats, NaN where missing or not a number."""
+    if column not in runs or pd.api.types.is_bool_dtype(runs[column]):
+        return pd.Series(np.nan, index=runs.index)
+    values = pd.to_numeric(runs[column], errors="coerce").astype("float64")
+    return values.where(np.isfinite(values))
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Completed jobs ranked best first by ``objective``, then the others by status.
 
-
-def _read_json(path: Path) -> tuple[Any, str | None]:
-    """(object, None), or (None, why) when the file is missing or not valid JSON."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        return None, f"cannot read {path.name}: {e.strerror or e}"
-    try:
-        return json.loads(text), None
-    except ValueError:
-        return None, f"{path.name} is not valid JSON (half-written or truncated)"
-
-
-def _hydra_config(job_dir: Path) -> dict[str, Any]:
-    """Hyperparameters and overrides from ``.hydra/`` (for jobs that left no usable row)."""
-    from omegaconf import OmegaConf  # only needed for broken jobs
-
-    info: dict[str, Any] = {}
-    try:
-        cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-    except Exception:  # no .hydra, or unreadable: nothing to recover
-        return info
-    keys = {"lr": "lr", "batch_size": "batch_size", "shuffle": "shuffle", "epochs": "epochs",
-            "seed": "seed", "model": "model.name", "data": "data.name",
-            "optimizer": "optimizer.name", "weight_decay": "optimizer.weight_decay",
-            "val_fraction": "data.val_fraction", "objective": "objective"}  # fmt: skip
-    for name, key in keys.items():
-        try:
-            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
-        except Exception:
-            value = None
-        if isinstance(value, (int, float, str, bool)):
-            info[name] = value
-    try:
-        overrides = OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")
-        info["overrides"] = [str(o) for o in overrides]
-    except Exception:
-        pass
-    return info
-
-
-def _sweep_of(job_dir: Path, row: dict[str, Any]) -> Path:
-    """The sweep a job belongs to: its multirun folder, or the job dir itself for a single run."""
-    if (job_dir.parent / "multirun.yaml").exists():
-        return job_dir.parent
-    if row.get("sweep_dir"):
-        return Path(row["sweep_dir"])
-    return job_dir
-
-
-def config_id(row: dict[str, Any]) -> str:
-    """Eight hex digits naming what a job learns, seed and data location left out."""
-    config = row.get("config")
-    if isinstance(config, dict):
-        key = {k: v for k, v in config.items() if k != "seed"}
-        for group, name in LOCATION_KEYS:
-            if isinstance(key.get(group), dict):
-                key[group] = {k: v for k, v in key[group].items() if k != name}
-    else:
-        key = {k: row.get(k) for k in HPARAMS if k != "seed"}
-    text = json.dumps(key, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def read_job(job_dir: str | Path, base: Path | None = None) -> dict[str, Any]:
-    """One job's row for the leaderboard; never raises for a broken or missing row."""
-    job_dir = Path(job_dir).resolve()
-    raw, why = _read_json(job_dir / RESULTS_JSON)
-    if raw is not None and not isinstance(raw, dict):
-        raw, why = None, f"{RESULTS_JSON} does not hold a results row"
-    if raw is None:
-        row: dict[str, Any] = _hydra_config(job_dir)
-        if (job_dir / RESULTS_JSON).exists():
-            row.update(status="corrupt", error=why)
-        else:
-            row.update(status="missing", error="no results row (killed before it started?)")
-    else:
-        row = dict(raw)
-        status = row.get("status")
-        row["status"] = status if status in STATUS_ORDER else "corrupt"
-        if row["status"] == "corrupt":
-            row["error"] = f"unknown status {status!r} in {RESULTS_JSON}"
-        elif row["status"] == "running" and not row.get("error"):
-            row["error"] = "no final row yet: still running, or killed"
-    if row.get("job_num") is None and job_dir.name.isdigit():
-        row["job_num"] = int(job_dir.name)
-    row["job"] = row.get("job_num")
-    row["sweep"] = display_path(_sweep_of(job_dir, row), base)
-    row["job_dir"] = display_path(job_dir, base)
-    row["config_id"] = config_id(row)
-    objective = row.get("objective")
-    row["score"] = _number(row.get(objective)) if isinstance(objective, str) else None
-    return row
-
-
-def read_epochs(job_dir: str | Path, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The job's epoch rows in the seed's layout (none when missing or unreadable)."""
-    rows, _ = _read_json(Path(job_dir) / EPOCHS_JSON)
-    if not isinstance(rows, list):
-        return []
-    out = []
-    for row in rows:
-        if isinstance(row, dict):
-            merged = {c: row.get(c) for c in EPOCH_COLUMNS}
-            merged.update(sweep=run["sweep"], status=run["status"])
-            if run.get("job") is not None:  # the job number: (sweep, run) names the job
-                merged["run"] = run["job"]
-            out.append(merged)
-    return out
-
-
-# ---------------------------------------------------------------------------------- ranking
-
-
-def _sort_key_tail(row: dict[str, Any]) -> tuple:
-    job = row.get("job")
-    return (row["sweep"], job if isinstance(job, int) else -1, row["job_dir"])
-
-
-def rank_runs(runs: list[dict[str, Any]], objective: str | None = None) -> tuple[list, str]:
-    """Completed rows ranked best first by ``objective``; then the others by status.
-
-    ``objective`` defaults to the one most completed rows were optimised for (``val_acc``).
-    Returns the sorted rows (with ``rank``/``score`` filled in) and the objective used.
+    ``objective`` defaults to the one most completed jobs were run with (``val_acc`` if none).
+    Returns the sorted rows with ``rank`` and ``score`` and the objective used.
     """
     if objective is None:
-        counts: dict[str, int] = {}
-        for r in runs:
-            if r["status"] == "completed" and isinstance(r.get("objective"), str):
-                counts[r["objective"]] = counts.get(r["objective"], 0) + 1
-        objective = min(counts, key=lambda k: (-counts[k], k)) if counts else "val_acc"
+        counts = runs.loc[runs["status"] == "completed"].get("objective", pd.Series()).dropna()
+        counts = counts.value_counts()
+        objective = min(counts.index, key=lambda k: (-counts[k], k)) if len(counts) else "val_acc"
+    score = _numbers(runs, objective)
+    ranked = (runs["status"] == "completed") & score.notna()
     sign = -1.0 if is_better(objective) == "max" else 1.0
-    for r in runs:
-        r["score"] = _number(r.get(objective))
-    ranked = sorted(
-        (r for r in runs if r["status"] == "completed" and r["score"] is not None),
-        key=lambda r: (sign * r["score"], *_sort_key_tail(r)),
-    )
-    rest = sorted(
-        (r for r in runs if not (r["status"] == "completed" and r["score"] is not None)),
-        key=lambda r: (STATUS_ORDER.index(r["status"]), *_sort_key_tail(r)),
-    )
-    for i, r in enumerate(ranked, 1):
-        r["rank"] = i
-    for r in rest:
-        r["rank"] = None
-    return ranked + rest, objective
+    order = pd.DataFrame({
+        "unranked": ~ranked,
+        "key": np.where(ranked, sign * score, runs["status"].cat.codes),
+        "sweep": runs["sweep"], "job": runs["job"].fillna(-1), "job_dir": runs["job_dir"],
+    })  # fmt: skip
+    runs = runs.assign(score=score).loc[order.sort_values(list(order.columns)).index]
+    rank = pd.Series(range(1, len(runs) + 1), index=runs.index, dtype="Int64")
+    runs.insert(0, "rank", rank.mask(order["unranked"]))
+    return runs.reset_index(drop=True), objective
 
 
-def seed_groups(runs: list[dict[str, Any]], objective: str) -> list[dict[str, Any]]:
-    """Completed runs grouped by configuration (all but the seed): mean and std of the metrics."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
-        if r["status"] == "completed" and r.get("rank") is not None:
-            groups.setdefault(r["config_id"], []).append(r)
-    out = []
-    for cid, rows in groups.items():
-        g: dict[str, Any] = {
-            "config_id": cid,
-            **{k: rows[0].get(k) for k in HPARAMS if k != "seed"},
-        }
-        g["seeds"] = sorted({r.get("seed") for r in rows}, key=str)
-        g["n"] = len(rows)
-        for metric in dict.fromkeys((objective, "val_acc", "test_acc")):
-            values = [v for v in (_number(r.get(metric)) for r in rows) if v is not None]
-            g[f"{metric}_mean"] = statistics.fmean(values) if values else None
-            g[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        g["best_rank"] = min(r["rank"] for r in rows)
-        out.append(g)
+def seed_stats(runs: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, int]:
+    """Ranked jobs grouped by configuration: mean, std (and for ``objective`` a 95% Student t
+    interval) of the metrics over its distinct seeds; and how many duplicate (configuration,
+    seed) jobs were left out: of those only the one that finished last counts."""
+    from scipy import stats
+
+    done = runs[runs["rank"].notna()]
+    end = pd.to_datetime(done.get("finished_at"), utc=True, errors="coerce", format="ISO8601")
+    done = done.assign(_end=end).sort_values(["_end", "job_dir"], na_position="first")
+    unique = done.drop_duplicates(["config_id", "seed"], keep="last")
+    metrics = list(dict.fromkeys((objective, "val_acc", "test_acc")))
+    values = pd.DataFrame({m: _numbers(unique, m) for m in metrics}, index=unique.index)
+    groups = values.groupby(unique["config_id"], sort=False)
+    table = groups.agg(["mean", "std"])
+    table.columns = [f"{m}_{s}" for m, s in table.columns]
+    knobs = [c for c in HPARAMS if c != "seed" and c in unique]
+    table = unique.groupby("config_id", sort=False)[knobs].first().join(table)
+    table["n"] = groups.size()
+    table["best_rank"] = unique.groupby("config_id", sort=False)["rank"].min()
+    n, std = table["n"].astype("float64"), table[f"{objective}_std"]
+    half = stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)  # NaN for a single seed
+    table["ci_low"] = table[f"{objective}_mean"] - half
+    table["ci_high"] = table[f"{objective}_mean"] + half
     sign = -1.0 if is_better(objective) == "max" else 1.0
-    out.sort(key=lambda g: (sign * g[f"{objective}_mean"], g["best_rank"], g["config_id"]))
-    return out
+    table = table.reset_index().assign(_key=sign * table[f"{objective}_mean"].to_numpy())
+    table = table.sort_values(["_key", "best_rank", "config_id"]).drop(columns="_key")
+    return table.reset_index(drop=True), len(done) - len(unique)
 
 
-# ---------------------------------------------------------------------------------- markdown
+def seed_groups(runs: pd.DataFrame | list[dict[str, Any]], objective: str) -> list[dict]:
+    """``seed_stats`` as plain dicts, for rows given as a frame or as ``runs.json``'s dicts."""
+    runs = runs if isinstance(runs, pd.DataFrame) else frame(runs)
+    return _records(seed_stats(runs, objective)[0])
 
 
 def _fmt(value: Any, column: str = "") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        if column in ("lr", "weight_decay"):
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        if column in HPARAMS:  # a knob as it was given: 0.001, 0.1, 0
             return f"{value:g}"
-        if column in ("epoch_duration", "run_duration"):
-            return f"{value:.2f}"
-        if column == "val_fraction":
-            return f"{value:g}"
-        return f"{value:.4f}"
+        return f"{value:.2f}" if column in ("epoch_duration", "run_duration") else f"{value:.4f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _varying(rows: list[dict[str, Any]], columns: Sequence[str]) -> list[str]:
-    """The columns with more than one known value among ``rows``."""
+def _cells(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` of ``rows`` formatted for a table ("–" for a column no row has)."""
+    return pd.DataFrame({
+        c: rows[c].astype(object).map(lambda v, c=c: _fmt(v, c)) if c in rows else "–"
+        for c in columns
+    }, index=rows.index)  # fmt: skip
 
-    def values(c: str) -> set[str]:
-        return {json.dumps(r.get(c), default=str) for r in rows if r.get(c) is not None}
 
-    return [c for c in columns if len(values(c)) > 1]
-
-
-def _table(header: list[str], body: list[list[str]]) -> str:
+def _markdown(table: pd.DataFrame) -> str:
+    """A table of strings as Markdown (``to_markdown`` would pad every cell to its column's
+    width: longer lines, and a diff for every change of the widest cell)."""
+    header = [LABELS.get(c, c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in table.itertuples(index=False)])
 
 
-LABELS = {"epoch_duration": "s/epoch", "best_epoch": "best epoch", "batch_size": "batch size"}
+def _varying(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns with more than one known value among ``rows``."""
+    return [c for c in columns if c in rows and rows[c].nunique(dropna=True) > 1]
 
 
-def summary_markdown(runs: list[dict[str, Any]], objective: str) -> str:
+def summary_markdown(
+    runs: pd.DataFrame,
+    objective: str,
+    groups: pd.DataFrame,
+    duplicates: int = 0,
+    studies: Sequence[str] = (),
+) -> str:
     """The leaderboard a person can paste into a report."""
-    ranked = [r for r in runs if r.get("rank") is not None]
-    rest = [r for r in runs if r.get("rank") is None]
-    sweeps = sorted({r["sweep"] for r in runs})
-    counts = {s: sum(r["status"] == s for r in runs) for s in STATUS_ORDER}
+    ranked, rest = runs[runs["rank"].notna()], runs[runs["rank"].isna()]
+    sweeps = sorted(runs["sweep"].unique())
+    counts = runs["status"].value_counts(sort=False)
     better = "higher" if is_better(objective) == "max" else "lower"
     lines = [
         "# Leaderboard",
@@ -320,73 +187,52 @@ def summary_markdown(runs: list[dict[str, Any]], objective: str) -> str:
         "",
     ]
     hp_cols = _varying(runs, HPARAMS) or ["model", "optimizer", "lr", "batch_size"]
-    known = {c: next((r[c] for r in runs if r.get(c) is not None), None) for c in HPARAMS}
-    constant = [c for c in HPARAMS if c not in hp_cols and known[c] is not None]
+    constant = [c for c in HPARAMS if c not in hp_cols and c in runs and runs[c].notna().any()]
     if constant:
-        same = ", ".join(f"{c}={_fmt(known[c], c)}" for c in constant)
+        same = ", ".join(f"{c}={_fmt(runs[c].dropna().iloc[0], c)}" for c in constant)
         lines += [f"Same in every job: {same}.", ""]
-    show_sweep = len(sweeps) > 1
+    sweep = ["sweep"] if len(sweeps) > 1 else []
     metrics = list(dict.fromkeys((objective, "val_acc", "val_loss", "test_acc")))
-    if ranked:
-        header = ["rank", *(["sweep"] if show_sweep else []), "job", *hp_cols, *metrics,
-                  "best epoch", "s/epoch"]  # fmt: skip
-        body = [
-            [str(r["rank"]), *([_fmt(r["sweep"])] if show_sweep else []), _fmt(r.get("job")),
-             *(_fmt(r.get(c), c) for c in hp_cols), *(_fmt(r.get(m), m) for m in metrics),
-             _fmt(r.get("best_epoch")), _fmt(r.get("epoch_duration"), "epoch_duration")]
-            for r in ranked
-        ]  # fmt: skip
-        lines += [_table([LABELS.get(h, h) for h in header], body), ""]
+    if len(ranked):
+        columns = ["rank", *sweep, "job", *hp_cols, *metrics, "best_epoch", "epoch_duration"]
+        lines += [_markdown(_cells(ranked, columns)), ""]
     else:
         lines += ["No completed job to rank.", ""]
 
-    groups = seed_groups(runs, objective)
-    if any(g["n"] > 1 for g in groups):
-        g_cols = [c for c in hp_cols if c != "seed"] or ["model"]
+    if (groups["n"] > 1).any():
         g_metrics = list(dict.fromkeys((objective, "val_acc", "test_acc")))
+        table = _cells(groups, [c for c in hp_cols if c != "seed"] or ["model"])
+        table.insert(0, "rank", [str(i) for i in range(1, len(groups) + 1)])
+        table["seeds"] = groups["n"].astype(str)
+        for m in g_metrics:
+            mean, std = _cells(groups, [f"{m}_mean", f"{m}_std"]).T.to_numpy()
+            table[m] = [a if b == "–" else f"{a} ± {b}" for a, b in zip(mean, std)]
+        low, high = _cells(groups, ["ci_low", "ci_high"]).T.to_numpy()
+        table[f"95% CI of {objective}"] = [
+            "–" if a == "–" else f"[{a}, {b}]" for a, b in zip(low, high)
+        ]
         lines += [
             "## Over seeds",
             "",
-            "Mean ± standard deviation over the seeds of each configuration.",
+            "Mean ± standard deviation over the distinct seeds of each configuration; the 95% "
+            f"confidence interval of the mean `{objective}` is Student's t over the seeds.",
+            "",
+            _markdown(table),
+            "",
         ]
-        lines += [""]
-
-        def pm(g: dict[str, Any], m: str) -> str:
-            mean, std = g[f"{m}_mean"], g[f"{m}_std"]
-            return _fmt(mean, m) if std is None else f"{_fmt(mean, m)} ± {_fmt(std, m)}"
-
-        header = ["rank", *g_cols, "seeds", *g_metrics]
-        body = [
-            [
-                str(i),
-                *(_fmt(g.get(c), c) for c in g_cols),
-                str(g["n"]),
-                *(pm(g, m) for m in g_metrics),
-            ]
-            for i, g in enumerate(groups, 1)
+    if duplicates:
+        lines += [
+            f"{duplicates} duplicate job(s) of a configuration and seed (the same job in two "
+            "sweeps?) left out of the statistics over seeds: the one that finished last counts.",
+            "",
         ]
-        lines += [_table([LABELS.get(h, h) for h in header], body), ""]
-
-    if rest:
-        lines += ["## Not ranked", ""]
-        header = [*(["sweep"] if show_sweep else []), "job", "status", *hp_cols, "error", "job dir"]
-        body = [
-            [*([_fmt(r["sweep"])] if show_sweep else []), _fmt(r.get("job")), r["status"],
-             *(_fmt(r.get(c), c) for c in hp_cols), _fmt(r.get("error")), _fmt(r["job_dir"])]
-            for r in rest
-        ]  # fmt: skip
-        lines += [_table([LABELS.get(h, h) for h in header], body), ""]
+    if len(rest):
+        columns = [*sweep, "job", "status", *hp_cols, "error", "job_dir"]
+        lines += ["## Not ranked", "", _markdown(_cells(rest, columns)), ""]
+    if studies:
+        lines += ["## Optuna studies", "", *studies, ""]
     lines += ["Sweeps: " + ", ".join(f"`{s}`" for s in sweeps) + ".", ""]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------- plots
-
-
-def _label(row: dict[str, Any], columns: list[str], show_sweep: bool) -> str:
-    parts = [f"{c}={_fmt(row.get(c), c)}" for c in columns]
-    prefix = f"{row['sweep']}/{row.get('job')}" if show_sweep else f"#{row.get('job')}"
-    return f"{prefix} " + " ".join(parts) if parts else prefix
 
 
 def _figure(width: float, height: float) -> tuple[Any, Any]:
@@ -397,103 +243,188 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def plot_val_curves(runs: list[dict[str, Any]], epochs: list[dict[str, Any]], path: Path) -> None:
+def plot_val_curves(runs: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> None:
     """Validation accuracy per epoch, one line per job (best-ranked first in the legend)."""
-    by_run: dict[tuple, list[tuple[int, float]]] = {}
-    for e in epochs:
-        acc = _number(e.get("val_accuracy"))
-        if acc is not None and isinstance(e.get("epoch"), int):
-            by_run.setdefault((e["sweep"], e.get("run")), []).append((e["epoch"], acc))
-    shown = [r for r in runs if (r["sweep"], r.get("job")) in by_run]
-    fig, ax = _figure(9, 5.5)
-    cols = _varying(shown, [c for c in HPARAMS]) if len(shown) > 1 else []
-    show_sweep = len({r["sweep"] for r in shown}) > 1
     from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
 
+    points = epochs.reindex(columns=["job_dir", "epoch", "val_accuracy"]).dropna()
+    curves = {d: c.sort_values("epoch") for d, c in points.groupby("job_dir", sort=False)}
+    shown = runs[runs["job_dir"].isin(list(curves))]
+    cols = _varying(shown, HPARAMS) if len(shown) > 1 else []
+    show_sweep = shown["sweep"].nunique() > 1
     cmap = colormaps["tab20" if len(shown) > 10 else "tab10"]
-    for i, r in enumerate(shown):
-        points = sorted(by_run[(r["sweep"], r.get("job"))])
-        style = "-" if r["status"] == "completed" else ":"
-        ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o", markersize=3,
-                color=cmap(i % cmap.N), label=_label(r, cols, show_sweep)[:80])  # fmt: skip
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("Validation accuracy per epoch")
+    fig, ax = _figure(9, 5.5)
+    for i, r in enumerate(shown.to_dict("records")):
+        curve = curves[r["job_dir"]]
+        label = f"{r['sweep']}/{_fmt(r['job'])}" if show_sweep else f"#{_fmt(r['job'])}"
+        label = " ".join([label, *(f"{c}={_fmt(r[c], c)}" for c in cols)])[:80]
+        ax.plot(curve["epoch"].to_numpy(float), curve["val_accuracy"].to_numpy(float),
+                "-" if r["status"] == "completed" else ":", marker="o", markersize=3,
+                color=cmap(i % cmap.N), label=label)  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="Validation accuracy per epoch")
     ax.grid(alpha=0.3)
-    if shown:
-        from matplotlib.ticker import MaxNLocator
-
-        last = max(p[0] for points in by_run.values() for p in points)
-        ax.set_xlim(0.5, last + 0.5)
+    if len(shown):
+        ax.set_xlim(0.5, float(points["epoch"].max()) + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if len(shown) <= 20:
             ax.legend(fontsize=7, loc="lower right")
     else:
-        ax.text(
-            0.5, 0.5, "no epoch with a validation accuracy", ha="center", transform=ax.transAxes
-        )
+        ax.text(0.5, 0.5, "no epoch with a validation accuracy", ha="center",
+                transform=ax.transAxes)  # fmt: skip
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
 
-def plot_test_acc(runs: list[dict[str, Any]], objective: str, path: Path) -> None:
+def plot_test_acc(groups: pd.DataFrame, path: Path) -> None:
     """Final test accuracy per configuration (mean over seeds, with their std as error bar)."""
-    groups = [g for g in seed_groups(runs, objective) if g["test_acc_mean"] is not None]
-    groups.sort(key=lambda g: (-g["test_acc_mean"], g["config_id"]))
-    cols = _varying(groups, [c for c in HPARAMS if c != "seed"]) if len(groups) > 1 else []
+    groups = groups[groups["test_acc_mean"].notna()]
+    groups = groups.assign(_key=-groups["test_acc_mean"]).sort_values(["_key", "config_id"])
+    cols = _varying(groups, HPARAMS) if len(groups) > 1 else []
     fig, ax = _figure(9, max(2.5, 0.4 * len(groups) + 1.5))
-    if groups:
-        labels = [
-            " ".join(f"{c}={_fmt(g.get(c), c)}" for c in cols) or g["config_id"] for g in groups
-        ]
-        labels = [
-            f"{lab} (n={g['n']})" if g["n"] > 1 else lab
-            for lab, g in zip(labels, groups, strict=True)
-        ]
-        means = [g["test_acc_mean"] for g in groups]
-        errs = [g["test_acc_std"] or 0.0 for g in groups]
-        y = list(range(len(groups)))
-        xerr = errs if any(errs) else None
-        ax.barh(y, means, xerr=xerr, color="tab:blue", alpha=0.8, capsize=3)
+    if len(groups):
+        labels = [" ".join(f"{c}={_fmt(g[c], c)}" for c in cols) or g["config_id"]
+                  for g in groups.to_dict("records")]  # fmt: skip
+        labels = [f"{lab} (n={n})" if n > 1 else lab for lab, n in zip(labels, groups["n"])]
+        means, errs = groups["test_acc_mean"].to_numpy(), groups["test_acc_std"].fillna(0.0)
+        y = np.arange(len(groups))
+        ax.barh(y, means, xerr=errs.to_numpy() if errs.any() else None, color="tab:blue",
+                alpha=0.8, capsize=3)  # fmt: skip
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
-        for yi, m in zip(y, means, strict=True):
+        for yi, m in zip(y, means):
             ax.text(m, yi, f" {m:.4f}", va="center", fontsize=8)
         ax.set_xlim(0, 1.08)
     else:
-        ax.text(
-            0.5, 0.5, "no completed job with a test accuracy", ha="center", transform=ax.transAxes
-        )
-    ax.set_xlabel("test accuracy")
-    ax.set_title("Final test accuracy per configuration")
+        ax.text(0.5, 0.5, "no completed job with a test accuracy", ha="center",
+                transform=ax.transAxes)  # fmt: skip
+    ax.set(xlabel="test accuracy", title="Final test accuracy per configuration")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
 
 
-# ---------------------------------------------------------------------------------- main
+def _hide_password(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
 
 
-def collect(roots: Iterable[str | Path], base: Path | None = None) -> tuple[list, list]:
-    """(runs, epochs) of every job under ``roots``, unranked."""
-    runs, epochs = [], []
-    for job_dir in find_job_dirs(roots):
-        run = read_job(job_dir, base)
-        runs.append(run)
-        epochs += read_epochs(job_dir, run)
-    epochs.sort(key=lambda e: (e["sweep"], e["run"] if isinstance(e["run"], int) else -1,
-                               e["epoch"] if isinstance(e["epoch"], int) else -1))  # fmt: skip
-    return runs, epochs
+def open_study(name: str, url: str) -> Any:
+    """The study, read from its storage; never creates a database or a table."""
+    import optuna
+
+    if url.startswith("sqlite:///"):  # SQLAlchemy would create a missing file
+        path = url[len("sqlite:///") :].partition("?")[0]
+        if path not in ("", ":memory:") and not Path(path).is_file():
+            raise FileNotFoundError(f"no such file {path}")
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
-def _extra_columns(runs: list[dict[str, Any]]) -> list[str]:
-    """Scalar keys a newer job writes that the fixed columns do not know (sorted)."""
-    known = set(RUN_COLUMNS) | {"job_num", "sweep_dir", "config", "versions"}
-    extra = {
-        k for r in runs for k, v in r.items()
-        if k not in known and (v is None or isinstance(v, (int, float, str, bool)))
-    }  # fmt: skip
-    return sorted(extra)
+def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
+    """Optuna's pictures of ``study`` and its ``trials.csv`` in ``folder``; returns the files
+    written and one line per picture that cannot be drawn (yet)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import optuna
+
+    vis = optuna.visualization.matplotlib
+    seeded = optuna.importance.FanovaImportanceEvaluator(seed=0)  # the same bars every time
+    plots = {  # file: (completed trials it needs, how Optuna draws it)
+        "optimization_history.png": (1, vis.plot_optimization_history),
+        "param_importances.png": (2, lambda s: vis.plot_param_importances(s, evaluator=seeded)),
+        "intermediate_values.png": (0, vis.plot_intermediate_values),
+        "parallel_coordinate.png": (2, vis.plot_parallel_coordinate),
+    }
+    done = len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+    curves = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    written, notes = [], []
+    verbosity = optuna.logging.get_verbosity()
+    # rc_context: Optuna's plots switch pyplot to the ggplot style, keep it from our figures
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an ExperimentalWarning from every plot function
+        for file, (needs, draw) in plots.items():
+            before = set(plt.get_fignums())
+            try:
+                optuna.logging.set_verbosity(optuna.logging.ERROR)  # the notes say what is missing
+                if done < needs or (file == "intermediate_values.png" and not curves):
+                    why = f"{done} completed trial(s)" if done < needs else "no per-epoch values"
+                    raise ValueError(f"{why}, needs {needs or 'a trial with them'}")
+                save_figure(np.ravel(draw(study))[0].figure, folder / file)
+                written.append(folder / file)
+            except Exception as e:  # one picture missing must not cost the others
+                notes.append(f"study {study.study_name!r}: no {file}: {e}".splitlines()[0])
+            finally:
+                for num in set(plt.get_fignums()) - before:
+                    plt.close(num)
+                optuna.logging.set_verbosity(verbosity)
+    trials = study.trials_dataframe().to_csv(index=False, lineterminator="\n")
+    atomic_write(folder / "trials.csv", trials)
+    return [*written, folder / "trials.csv"], notes
+
+
+def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path], list[str]]:
+    """A ``study_report`` in ``out/<study name>/`` for every study the rows' trials belong to.
+    Returns lines for ``summary.md``, the files written and one line per study or picture
+    skipped: a study that cannot be read never stops the aggregate."""
+    if not {"study_name", "trial_number"} <= set(runs.columns):
+        return [], [], []
+    trials = runs[runs["study_name"].notna() & runs["trial_number"].notna()]
+    storage = trials.get("study_storage", pd.Series(pd.NA, index=trials.index, dtype=object))
+    lines, written, notes, used = [], [], [], set()
+    for name in sorted(trials["study_name"].unique()):
+        urls = sorted(storage[trials["study_name"] == name].dropna().unique())
+        if not urls:
+            notes.append(f"study {name!r}: its rows name no study_storage (written by an older "
+                         "version): no study report")  # fmt: skip
+        for url in urls:
+            folder = re.sub(r"[^\w.=+-]", "_", name)
+            while folder in used:  # one name in two storages
+                folder += "_"
+            try:
+                study = open_study(name, url)
+                files, skipped = study_report(study, out / folder)
+            except Exception as e:
+                why = f"{type(e).__name__}: {e}".splitlines()[0]
+                notes.append(f"study {name!r} in {_hide_password(url)} skipped: {why}")
+                continue
+            used.add(folder)
+            written, notes = written + files, notes + skipped
+            states = pd.Series([t.state.name.lower() for t in study.trials]).value_counts()
+            best = study.best_trial if states.get("complete") else None
+            lines.append(
+                f"- `{name}`: {len(study.trials)} trial(s) ("
+                + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+                + (f"), best {best.value:.4f} (trial {best.number})" if best else ")")
+                + f": `{folder}/`"
+            )
+    return lines, written, notes
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, (list, dict))
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain Python values (None for missing), timestamps as ISO 8601 strings."""
+    df = df.copy()
+    for c in TIMESTAMPS:
+        if c in df and isinstance(df[c].dtype, pd.DatetimeTZDtype):
+            df[c] = df[c].map(lambda t: None if pd.isna(t) else t.isoformat(), na_action=None)
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def write_table(df: pd.DataFrame, csv_path: Path, json_path: Path) -> list[dict[str, Any]]:
+    """``df`` as CSV (lists JSON-encoded in their cell) and as a JSON list; returns its rows.
+
+    The JSON goes through ``json``, not ``to_json``: that rounds floats to 15 digits and writes
+    ``/`` as ``\\/``."""
+    records = _records(df)
+    cells = [{k: json.dumps(v) if _is_container(v) else v for k, v in r.items()} for r in records]
+    cells = pd.DataFrame(cells, columns=df.columns, dtype=object)  # None stays None, 1 stays 1
+    atomic_write(csv_path, cells.to_csv(index=False, lineterminator="\n"))
+    write_json(json_path, records)
+    return records
 
 
 def aggregate(
@@ -502,44 +433,45 @@ def aggregate(
     objective: str | None = None,
     base: Path | None = None,
 ) -> dict[str, Any]:
-    """Write runs/epochs CSV+JSON, ``summary.md`` and the plots into ``out``; returns a report."""
-    runs, epochs = collect(roots, base)
+    """Write runs/epochs CSV+JSON, ``summary.md``, the plots and the study reports into
+    ``out``; returns the rows written, the objective, the paths and the notes."""
+    runs = load_runs(*roots, base=base)
+    epochs = load_epochs(base=base, runs=runs)
     runs, objective = rank_runs(runs, objective)
-    columns = [*RUN_COLUMNS, *_extra_columns(runs)]
-    table = [{c: r.get(c) for c in columns} for r in runs]
+    groups, duplicates = seed_stats(runs, objective)
+    extra = sorted(
+        c for c in runs.columns
+        if c not in RUN_COLUMNS and c not in NOT_IN_RUNS
+        and not (runs[c].dtype == object and runs[c].map(_is_container).any())
+    )  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("runs.csv", "runs.json", "epochs.csv", "epochs.json",
                                           "summary.md", "val_acc.png", "test_acc.png")}  # fmt: skip
-    if table:
-        write_csv(paths["runs.csv"], table)
-    else:
-        atomic_write(paths["runs.csv"], ",".join(columns) + "\n")
-    write_json(paths["runs.json"], table)
-    if epochs:
-        write_csv(paths["epochs.csv"], epochs)
-    else:
-        atomic_write(
-            paths["epochs.csv"], ",".join(f'"{c}"' if " " in c else c for c in EPOCH_COLUMNS) + "\n"
-        )
-    write_json(paths["epochs.json"], epochs)
-    atomic_write(paths["summary.md"], summary_markdown(runs, objective))
+    table = write_table(
+        runs.reindex(columns=[*RUN_COLUMNS, *extra]), paths["runs.csv"], paths["runs.json"]
+    )
+    epoch_rows = write_table(
+        epochs.reindex(columns=EPOCH_COLUMNS), paths["epochs.csv"], paths["epochs.json"]
+    )
     plot_val_curves(runs, epochs, paths["val_acc.png"])
-    plot_test_acc(runs, objective, paths["test_acc.png"])
-    return {"runs": table, "epochs": epochs, "objective": objective, "paths": paths}
+    plot_test_acc(groups, paths["test_acc.png"])
+    studies, study_files, notes = study_reports(runs, out)
+    atomic_write(
+        paths["summary.md"], summary_markdown(runs, objective, groups, duplicates, studies)
+    )
+    return {"runs": table, "epochs": epoch_rows, "objective": objective, "paths": paths,
+            "study_files": study_files, "notes": notes}  # fmt: skip
 
 
 def _print_top(runs: list[dict[str, Any]], objective: str, top: int) -> None:
-    ranked = [r for r in runs if r.get("rank") is not None][:top]
-    hp_cols = _varying(runs, HPARAMS) or ["model", "lr"]
-    metrics = list(dict.fromkeys((objective, "test_acc")))
-    header = ["rank", "sweep", "job", *hp_cols, *metrics]
-    rows = [[str(r["rank"]), r["sweep"], _fmt(r.get("job")), *(_fmt(r.get(c), c) for c in hp_cols),
-             *(_fmt(r.get(m), m) for m in metrics)] for r in ranked]  # fmt: skip
+    ranked = [r for r in runs if r["rank"] is not None][:top]
+    hp_cols = _varying(pd.DataFrame(runs), HPARAMS) or ["model", "lr"]
+    header = ["rank", "sweep", "job", *hp_cols, *dict.fromkeys((objective, "test_acc"))]
+    rows = [[_fmt(r.get(c), c) for c in header] for r in ranked]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    for row in (header, *rows):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,15 +493,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: not a folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     roots = args.dirs or [d for d in DEFAULT_ROOTS if Path(d).is_dir()]
-    if not find_job_dirs(roots):
+    if not roots or not find_job_dirs(roots):
         where = ", ".join(args.dirs or [d + "/" for d in DEFAULT_ROOTS])
         print(f"no jobs found under {where}: run `python train.py -m ...` first", file=sys.stderr)
         return 1
     report = aggregate(roots, args.out, args.objective)
     runs = report["runs"]
-    counts = {s: sum(r["status"] == s for r in runs) for s in STATUS_ORDER}
+    counts = {s: sum(r["status"] == s for r in runs) for s in STATUSES}
     print(f"{len(runs)} job(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     print(f"wrote {', '.join(str(p) for p in report['paths'].values())}")
+    folders = sorted({str(p.parent) for p in report["study_files"]})
+    if folders:
+        print(f"wrote study reports: {', '.join(f + '/' for f in folders)}")
+    for note in report["notes"]:
+        print(f"warning: {note}", file=sys.stderr)
     if counts["completed"]:
         print(f"top {min(args.top, counts['completed'])} by {report['objective']}:")
         _print_top(runs, report["objective"], args.top)
