@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import optuna
 import pytest
 from conftest import REPO, run_cli
 
-from cnnsweep.optuna_sweeper import storage_url
+from cnnsweep.optuna_sweeper import direction_error, has_password, open_storage, storage_url
 from cnnsweep.pruning import OptunaTrial, reported_metric
 
 PRESET = "hparams_search=fashion_mnist_optuna"
@@ -69,6 +71,36 @@ def test_relative_sqlite_storage_becomes_absolute_with_a_lock_timeout(tmp_path: 
     assert storage_url("sqlite:////abs/s.db?timeout=5") == "sqlite:////abs/s.db?timeout=5"
     pg = "postgresql://user:pw@db.example/optuna"
     assert storage_url(pg) == pg and storage_url(None) is None
+
+
+def test_a_relative_journal_file_becomes_absolute(tmp_path: Path) -> None:
+    url = storage_url("journal:///studies/s.log", cwd=tmp_path)
+    assert url == f"journal:///{tmp_path.resolve()}/studies/s.log"  # journal:////abs/...
+    assert (tmp_path / "studies").is_dir()
+    assert storage_url(url) == url  # absolute stays
+    storage = open_storage(url)
+    assert isinstance(storage, optuna.storages.JournalStorage)
+    assert isinstance(
+        open_storage(storage_url("sqlite:///s.db", tmp_path)), optuna.storages.RDBStorage
+    )
+
+
+def test_passwords_in_storage_urls_are_found() -> None:
+    assert has_password("postgresql://me:secret@db.example/optuna")
+    assert has_password("postgresql+psycopg://me:@db.example:5433/optuna")
+    assert has_password("postgresql://me@db.example/optuna?sslmode=require&password=secret")
+    assert not has_password("postgresql://me@db.example/optuna?sslmode=require")
+    assert not has_password("sqlite:////abs/studies/x.db?timeout=60")
+    assert not has_password("journal:////abs/studies/x.log") and not has_password(None)
+
+
+def test_a_direction_that_contradicts_the_objective_is_named() -> None:
+    assert "pass hydra.sweeper.direction=minimize" in direction_error("val_loss", "maximize")
+    assert "pass hydra.sweeper.direction=maximize" in direction_error("test_acc", "minimize")
+    assert direction_error("val_loss", "minimize") is None
+    assert direction_error("val_acc", "maximize") is None
+    assert direction_error("val_acc", ["maximize", "minimize"]) is None  # several objectives
+    assert direction_error("custom_metric", "minimize") is None  # unknown: not judged
 
 
 def test_a_job_outside_a_search_reports_nothing(compose_cfg) -> None:
@@ -251,3 +283,79 @@ def test_two_workers_share_one_study(tiny_root: Path, tmp_path: Path) -> None:
     assert (
         len({tuple(sorted(t.params.items())) for t in trials}) == 4
     )  # no worker replays the other
+    # started in the same second, yet each worker has its own sweep folder (<time>_<host>-<pid>)
+    # with its own multirun.yaml, and its job numbers 0, 1 count only its own jobs
+    folders = {by_trial[t.number]["_dir"].parent for t in trials}
+    assert len(folders) == 2 and all((f / "multirun.yaml").is_file() for f in folders)
+    assert all(re.fullmatch(r"[\d-]+_[\d-]+_.+-\d+", f.name) for f in folders), folders
+    for folder in folders:
+        nums = sorted(r["job_num"] for r in by_trial.values() if r["_dir"].parent == folder)
+        assert nums == [0, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["hydra/sweeper=optuna", "objective=val_loss"], "hydra.sweeper.direction=minimize"),
+        ([PRESET, "hydra.sweeper.direction=minimize"], "hydra.sweeper.direction=maximize"),
+        ([PRESET, "hydra.sweeper.storage=postgresql://me:s3cr3t-pw@127.0.0.1:9/optuna"],
+         "~/.pgpass"),
+    ],
+    ids=["loss-maximized", "accuracy-minimized", "password-in-url"],
+)  # fmt: skip
+def test_a_contradicting_direction_or_a_password_is_refused_before_anything_is_written(
+    tmp_path: Path, tiny_root: Path, args: list[str], says: str
+) -> None:
+    proc = run_cli(["-m", *args, f"data_dir={tiny_root}", *QUIET], tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: ") and says in line, line
+    assert "s3cr3t-pw" not in proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no study, no sweep folder, no row
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_journal_file(tiny_root: Path, tmp_path: Path) -> None:
+    """Optuna's journal file, for clusters without a database server: the sweeper, the jobs'
+    pruning and `make dashboard` all take journal:///<relative or absolute path>."""
+    args = ["-m", *search(tiny_root, 2, epochs=2), "threads=1",
+            "hydra.sweeper.storage=journal:///studies/fashion_mnist.log"]  # fmt: skip
+    command = [sys.executable, str(REPO / "train.py"), *args]
+    out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    workers = [subprocess.Popen(command, cwd=tmp_path, **out) for _ in range(2)]
+    logs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+
+    url = f"journal:///{tmp_path.resolve()}/studies/fashion_mnist.log"  # made absolute
+    trials = optuna.load_study(study_name=STUDY, storage=open_storage(url)).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    by_trial = rows(tmp_path)
+    assert sorted(by_trial) == [0, 1, 2, 3]
+    for t in trials:  # each job reported its epochs to its trial through the journal
+        assert by_trial[t.number]["study_storage"] == url
+        assert len(t.intermediate_values) == by_trial[t.number]["epochs_run"] >= 1
+
+    port = _free_port()
+    dashboard = subprocess.Popen(
+        ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "dashboard",
+         f"VENV={REPO / '.venv'}", "STORAGE=journal:///studies/fashion_mnist.log",
+         f"PORT={port}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = _get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
+                break
+            except OSError:
+                assert dashboard.poll() is None, "make dashboard exited"
+                assert time.monotonic() < deadline, "the dashboard did not answer in 60 s"
+                time.sleep(0.3)
+        assert [s["study_name"] for s in studies] == [STUDY]
+    finally:
+        os.killpg(dashboard.pid, signal.SIGTERM)  # make and the dashboard it started
+        dashboard.wait(timeout=30)

@@ -190,6 +190,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         if learning_config(previous.get("config") or {}) == config:
             log.info("%s: already completed in %s, skipped (resume=true)", info.run_name, out)
             return _number(previous.get(cfg.objective))
+    trial.start(out)  # heartbeats; a retried Optuna trial brings the dead one's last.pt here
     checkpoint = load_last(out, config) if cfg.resume else None
     clear_job_outputs(out, keep_checkpoint=checkpoint is not None)  # nothing stale survives
 
@@ -232,6 +233,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     finally:
         row.update(run_duration=time.time() - started)
         row.update(finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        trial.stop()
         returned(cfg, row)
         if row["status"] in ("completed", "diverged", "pruned") and not cfg.checkpoint.keep:
             (out / LAST).unlink(missing_ok=True)  # a finished job is never continued

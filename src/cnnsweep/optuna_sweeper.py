@@ -32,6 +32,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import re
+import socket
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,19 +44,25 @@ from urllib.parse import parse_qsl, urlencode
 
 from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
 SQLITE_TIMEOUT_S = 60
+JOURNAL = "journal:///"  # Optuna journal file: journal:///rel/x.log, journal:////abs/x.log
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
 def storage_url(storage: str | None, cwd: str | Path | None = None) -> str | None:
     """``sqlite:///studies/x.db`` -> ``sqlite:////abs/studies/x.db?timeout=60`` (folder created).
 
-    Other URLs (``postgresql://...``, ``mysql://...``) and None (in memory) are returned as given.
+    A journal file, ``journal:///studies/x.log``, is made absolute the same way. Other URLs
+    (``postgresql://...``, ``mysql://...``) and None (in memory) are returned as given.
     """
+    if storage and str(storage).startswith(JOURNAL):
+        file = Path(cwd or Path.cwd()) / str(storage)[len(JOURNAL) :]  # an absolute path wins
+        file.parent.mkdir(parents=True, exist_ok=True)
+        return JOURNAL + str(file.resolve())
     if not storage or not str(storage).startswith("sqlite:///"):
         return storage
     path, _, query = str(storage)[len("sqlite:///") :].partition("?")
@@ -63,6 +73,68 @@ def storage_url(storage: str | None, cwd: str | Path | None = None) -> str | Non
     params = dict(parse_qsl(query))
     params.setdefault("timeout", str(SQLITE_TIMEOUT_S))
     return f"sqlite:///{path}?{urlencode(params)}"
+
+
+def open_storage(url: str | None) -> Any:
+    """The Optuna storage a URL names: a journal file (``journal:////abs/x.log``, for clusters
+    without a database server; many processes append to it under a lock that works on NFS) or
+    an RDB (sqlite, PostgreSQL, MySQL)."""
+    import optuna
+
+    if url and url.startswith(JOURNAL):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(url[len(JOURNAL) :]))
+    return optuna.storages.RDBStorage(url)
+
+
+def has_password(url: str | None) -> bool:
+    """True when a storage URL carries a password (``user:pw@host`` or ``?password=``)."""
+    if not url:
+        return False
+    head, _, query = str(url).partition("?")
+    userinfo = head.partition("://")[2].rpartition("@")[0]
+    return ":" in userinfo or any(k.lower() == "password" for k, _ in parse_qsl(query))
+
+
+PASSWORD_HELP = (
+    "the storage URL carries a password, which every job would write into its overrides, rows "
+    "and logs: remove it from the URL (postgresql://user@host/db) and give it to libpq in "
+    "~/.pgpass (host:port:db:user:password, chmod 600) or in PGPASSWORD"
+)
+
+
+def direction_error(objective: str | None, direction: Any) -> str | None:
+    """Why ``direction`` contradicts ``objective`` (a loss maximized, an accuracy minimized)."""
+    if not isinstance(objective, str) or not isinstance(direction, str):
+        return None  # not set, or several objectives: nothing to compare
+    want = "minimize" if objective.endswith("_loss") else None
+    if re.search(r"(^|_)acc(uracy)?$", objective):
+        want = "maximize"
+    if want is None or direction.lower() == want:
+        return None
+    kind = "a loss (lower is better)" if want == "minimize" else "an accuracy (higher is better)"
+    return (
+        f"objective={objective} is {kind} but hydra.sweeper.direction={direction}: "
+        f"pass hydra.sweeper.direction={want}"
+    )
+
+
+def refuse(message: str) -> None:
+    """One ``error:`` line and exit code 2, as train.py does for a bad knob (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def worker_id() -> str:
+    """``<host>-<pid>``: the suffix that gives each worker of a study its own sweep folder, so
+    two started in the same second do not share one (nor number their jobs alike in it)."""
+    return f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+
+
+# ${cnnsweep.worker:} in the presets' hydra.sweep.dir; cached, so a job resolves its sweeper's
+# value (Hydra copies the resolver cache into every job's config), not its own pid
+OmegaConf.register_resolver("cnnsweep.worker", worker_id, use_cache=True, replace=True)
 
 
 def _quote(value: Any) -> str:
@@ -77,13 +149,46 @@ def trial_overrides(study_name: str, storage: str | None, number: int) -> tuple[
         f"++optuna.storage={_quote(storage) if storage else 'null'}",
         f"++optuna.trial={number}",
         "++optuna.pruner=${hydra:sweeper.pruner}",
+        "++optuna.heartbeat_interval=${hydra:sweeper.heartbeat_interval}",
     )
+
+
+def is_rdb(url: str | None) -> bool:
+    """A SQLAlchemy URL (sqlite, PostgreSQL, MySQL): the storages with heartbeats."""
+    dialect = str(url or "").split(":", 1)[0].split("+", 1)[0]
+    return dialect in ("sqlite", "postgresql", "mysql")
+
+
+def heartbeat_storage(url: str, interval: int | None, grace: int | None, retries: int | None):
+    """The study's RDB storage with heartbeats: a trial whose job stopped beating for
+    ``grace`` seconds (its worker was killed) is marked FAIL by the next worker, and a retry
+    with the same params is queued (at most ``retries`` per trial) that inherits its
+    intermediate values; the retry's job continues from the dead trial's checkpoint."""
+    import optuna
+
+    retry = optuna.storages.RetryFailedTrialCallback(retries, inherit_intermediate_values=True)
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=interval, grace_period=grace, failed_trial_callback=retry
+    )
+
+
+def fail_stale_trials(storage: Any, study_name: str | None) -> None:
+    """Mark the trials of dead workers FAIL (and queue their retries), if the study exists."""
+    import optuna
+
+    if not study_name or not isinstance(storage, optuna.storages.RDBStorage):
+        return  # heartbeats need an RDB storage (sqlite, PostgreSQL, MySQL)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:  # a new study: nothing can be stale
+        return
+    optuna.storages.fail_stale_trials(study)
 
 
 def _create_tables(storage: str | None, attempts: int = 5) -> None:
     """Create the RDB storage's tables; a second worker doing the same at once may collide."""
-    if not storage:
-        return
+    if not storage or not is_rdb(storage):
+        return  # in memory, or a journal file (created on the first write)
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -102,22 +207,61 @@ class PruningOptunaSweeper(OptunaSweeper):
     PRUNED trials and a study that several workers can share (see the module docstring)."""
 
     def __init__(
-        self, sampler: DictConfig, storage: str | None, pruner: Any = None, **kwargs: Any
+        self,
+        sampler: DictConfig,
+        storage: str | None,
+        pruner: Any = None,
+        heartbeat_interval: int | None = None,
+        grace_period: int | None = None,
+        max_retry: int | None = None,
+        objective: str | None = None,
+        **kwargs: Any,
     ) -> None:
+        # refused before the storage is opened, and before any job, row or log is written
+        if has_password(storage):
+            refuse(PASSWORD_HELP)
+        error = direction_error(objective, kwargs.get("direction"))
+        if error:  # a study maximizing a loss would prune and rank backwards
+            refuse(error)
         self.storage_url = storage_url(storage)
         super().__init__(sampler=sampler, storage=self.storage_url, **kwargs)
+        if str(self.storage_url).startswith(JOURNAL):
+            self.sweeper.storage = open_storage(self.storage_url)  # Optuna takes RDB URLs only
         self.sampler_config = sampler
         self.pruner = pruner  # reaches the jobs through the `${hydra:sweeper.pruner}` override
+        if heartbeat_interval and is_rdb(self.storage_url):
+            self.sweeper.storage = heartbeat_storage(
+                self.storage_url, heartbeat_interval, grace_period, max_retry
+            )
         self._reseeded = False
         self._plugin_configure_trials = self.sweeper._configure_trials
         self.sweeper._configure_trials = self._configure_trials  # the plugin's hook, extended
 
     def sweep(self, arguments: list[str]) -> None:
+        self._record_sweep()
         _create_tables(self.storage_url)
+        fail_stale_trials(self.sweeper.storage, self.sweeper.study_name)  # before the 1st ask
         return super().sweep(arguments)
+
+    def _record_sweep(self) -> None:
+        """``<sweep dir>/multirun.yaml``, as Hydra's basic sweeper writes it (``make
+        tensorboard`` and the aggregate find sweeps by it). Never replaced: a worker that
+        shares the folder (an explicit ``hydra.sweep.dir``) keeps the first one's."""
+        config = self.sweeper.config
+        folder = Path(str(config.hydra.sweep.dir))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".multirun.yaml.{worker_id()}"
+        tmp.write_text(OmegaConf.to_yaml(config))
+        try:
+            os.link(tmp, folder / "multirun.yaml")  # atomic, and fails if one exists
+        except FileExistsError:
+            log.info("%s has a multirun.yaml already: kept", folder)
+        finally:
+            tmp.unlink()
 
     def _configure_trials(self, trials: list[Any], *args: Any) -> Sequence[Sequence[str]]:
         study = trials[0].study
+        fail_stale_trials(study._storage, study.study_name)  # a retry joins the next batch
         if not isinstance(study.tell, functools.partial):
             study.tell = functools.partial(study.tell, skip_if_finished=True)
         self._reseed(trials[0])

@@ -15,8 +15,14 @@ are null and :class:`OptunaTrial` does nothing, so the training job needs no spe
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
@@ -43,12 +49,15 @@ class OptunaTrial:
         storage: str | None = None,
         number: int | None = None,
         pruner: Any = None,
+        heartbeat_interval: int | None = None,
     ) -> None:
         self.study_name = study_name
         self.storage = storage
         self.number = number
+        self.heartbeat_interval = heartbeat_interval
         self._pruner_cfg = pruner
-        self._trial: Any = None  # optuna.trial.Trial, loaded on the first report
+        self._trial: Any = None  # optuna.trial.Trial, loaded on the first use
+        self._beating: threading.Event | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> OptunaTrial:
@@ -59,7 +68,13 @@ class OptunaTrial:
         pruner = block.get("pruner")
         if isinstance(pruner, DictConfig):
             pruner = OmegaConf.to_container(pruner, resolve=True)
-        return cls(block.get("study_name"), block.get("storage"), block.get("trial"), pruner)
+        return cls(
+            block.get("study_name"),
+            block.get("storage"),
+            block.get("trial"),
+            pruner,
+            block.get("heartbeat_interval"),
+        )
 
     @property
     def active(self) -> bool:
@@ -70,7 +85,9 @@ class OptunaTrial:
         if self._trial is None:
             import optuna
 
-            storage = optuna.storages.RDBStorage(self.storage)
+            from cnnsweep.optuna_sweeper import open_storage
+
+            storage = open_storage(self.storage)  # an RDB URL or a journal file
             trial_id = storage.get_trial_id_from_study_id_trial_number(
                 storage.get_study_id_from_name(self.study_name), self.number
             )
@@ -84,6 +101,52 @@ class OptunaTrial:
             )
             self._trial = optuna.trial.Trial(study, trial_id)
         return self._trial
+
+    def start(self, job_dir: Path) -> None:
+        """The job has begun in ``job_dir``: note the folder in the trial (a retry finds its
+        checkpoint there), continue a dead trial's training if this trial retries it, and keep
+        the trial's heartbeat while the job runs (a worker killed mid-trial stops it, and the
+        next worker marks the trial FAIL and queues its retry)."""
+        if not self.active:
+            return
+        trial = self._load()
+        storage = trial.study._storage
+        storage.set_trial_user_attr(trial._trial_id, "job_dir", str(Path(job_dir).resolve()))
+        self._adopt_checkpoint(trial, Path(job_dir))
+        if self.heartbeat_interval and hasattr(storage, "record_heartbeat"):  # RDB only
+            self._beating = threading.Event()
+            beat = functools.partial(storage.record_heartbeat, trial._trial_id)
+            beat()
+            threading.Thread(target=_beat, args=(beat, self.heartbeat_interval, self._beating),
+                             daemon=True, name="optuna-heartbeat").start()  # fmt: skip
+
+    def stop(self) -> None:
+        """The job has ended: no more heartbeats."""
+        if self._beating is not None:
+            self._beating.set()
+
+    def _adopt_checkpoint(self, trial: Any, job_dir: Path) -> None:
+        """A retry of a failed trial (same params) continues from that trial's ``last.pt``: it
+        is copied here with the TensorBoard events, and the job's resume finds it."""
+        import optuna
+
+        failed = optuna.storages.RetryFailedTrialCallback.retried_trial_number(
+            trial.study._storage.get_trial(trial._trial_id)
+        )
+        if failed is None or (job_dir / "last.pt").exists():
+            return
+        storage = trial.study._storage
+        failed_id = storage.get_trial_id_from_study_id_trial_number(trial.study._study_id, failed)
+        old = storage.get_trial(failed_id).user_attrs.get("job_dir")
+        if not old or not (Path(old) / "last.pt").is_file():
+            log.info("trial %d retries trial %d, which left no checkpoint", self.number, failed)
+            return
+        job_dir.mkdir(parents=True, exist_ok=True)
+        if (Path(old) / "tb").is_dir() and not (job_dir / "tb").exists():
+            shutil.copytree(Path(old) / "tb", job_dir / "tb")
+        shutil.copyfile(Path(old) / "last.pt", job_dir / ".last.pt.adopted")
+        os.replace(job_dir / ".last.pt.adopted", job_dir / "last.pt")
+        log.info("trial %d retries trial %d: continuing from %s", self.number, failed, old)
 
     def report(self, epoch: int, value: float | None) -> bool:
         """Record ``value`` as the trial's intermediate value at step ``epoch``; True: prune it.
@@ -103,5 +166,14 @@ class OptunaTrial:
         import optuna
 
         trial = self._load()
+        self.stop()
         trial.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
         log.info("trial %d of study %r pruned", self.number, self.study_name)
+
+
+def _beat(record: Callable[[], None], interval: float, stopped: threading.Event) -> None:
+    while not stopped.wait(interval):
+        try:
+            record()
+        except Exception as e:  # a storage hiccup must not kill the training job
+            log.warning("heartbeat not recorded: %s", type(e).__name__)
