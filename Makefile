@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train test lint format bench bench-grid bench-search bench-accuracy aggregate tensorboard search dashboard predict clean
+.PHONY: setup data train test lint format bench bench-grid bench-search bench-accuracy aggregate tensorboard search dashboard predict clean slurm-up slurm-down postgres-up postgres-down test-cluster
 
 setup: $(VENV)/.installed data
 
 $(VENV)/.installed: $(ROOT)pyproject.toml $(ROOT)constraints.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev]'
+	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev,postgres]'
 	touch $@
 
 # Fashion-MNIST offline: Debian's package (needs root); online, torchvision downloads it itself
@@ -48,11 +48,17 @@ search: setup
 	$(PY) train.py -m hparams_search=$(SEARCH) $(ARGS)
 
 # the Optuna dashboard on a study storage: make dashboard [PORT=8080] [STORAGE=sqlite:///studies/x.db]
+# (or STORAGE=journal:///studies/x.log, a journal file; or postgresql://user@host/db, password in ~/.pgpass)
 PORT ?= 8080
 HOST ?= 127.0.0.1
 STORAGE ?= sqlite:///studies/fashion_mnist.db
 dashboard: $(VENV)/.installed
-	$(VENV)/bin/optuna-dashboard $(STORAGE) --host $(HOST) --port $(PORT)
+	@case "$(STORAGE)" in \
+	  journal:///*) set -- "$(patsubst journal:///%,%,$(STORAGE))" --storage-class JournalFileStorage ;; \
+	  *) set -- "$(STORAGE)" ;; \
+	esac; \
+	echo "optuna-dashboard: http://$(HOST):$(PORT)"; \
+	exec $(VENV)/bin/optuna-dashboard "$$@" --host $(HOST) --port $(PORT)
 
 # the same seeded 16-trial search with and without pruning: epochs trained, wall time, best val acc
 bench-search: setup
@@ -91,3 +97,18 @@ predict: $(VENV)/.installed
 
 clean:
 	rm -rf outputs multirun results bench_out .pytest_cache
+
+# a one-node Slurm cluster and a local PostgreSQL on this machine (root: they install and start
+# system daemons), to try hydra/launcher=slurm and shared studies; README "Running on a Slurm cluster"
+slurm-up:
+	$(ROOT)scripts/cluster/slurm_up.sh
+slurm-down:
+	$(ROOT)scripts/cluster/slurm_up.sh --stop
+postgres-up:
+	$(ROOT)scripts/cluster/postgres_up.sh
+postgres-down:
+	$(ROOT)scripts/cluster/postgres_up.sh --stop
+
+# only the tests against the real cluster and database (they skip, saying why, where none runs)
+test-cluster: setup
+	$(PY) -m pytest -q -m cluster -rs $(ARGS)
