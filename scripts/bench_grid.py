@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def repo_grid(
     def values(v: list) -> str:
         return ",".join(str(x).lower() if isinstance(x, bool) else str(x) for x in v)
 
-    sweep_dir = out / name.replace(" ", "_").replace("=", "-")
+    sweep_dir = out / re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")  # a Hydra-safe path
     cmd = [
         sys.executable,
         str(REPO / "train.py"),

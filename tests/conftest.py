@@ -249,3 +249,37 @@ def trust_cifar_files(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     monkeypatch.setattr(cls, "train_list", [[n, md5(n)] for n, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [[n, md5(n)] for n, _ in cls.test_list])
     monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": md5(cls.meta["filename"])})
+
+
+# --- servers the tests start on 127.0.0.1 (optuna-dashboard) -------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 30) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def wait_for_studies(base: str, server: subprocess.Popen, seconds: float = 60) -> list[dict]:
+    """The dashboard's /api/studies list once it answers; fails if it exits or stays silent."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return get_json(f"{base}/api/studies", timeout=5)["study_summaries"]
+        except OSError:
+            assert server.poll() is None, "optuna-dashboard exited"
+            assert time.monotonic() < deadline, f"optuna-dashboard did not answer in {seconds} s"
+            time.sleep(0.3)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, run_cli, write_idx_dataset
+from conftest import REPO, free_port, get_json, run_cli, wait_for_studies, write_idx_dataset
+from test_optuna_retry import kill_and_retry
 
 from cnnsweep.optuna_sweeper import storage_url
 
@@ -249,41 +250,21 @@ def test_optuna_search_on_slurm_two_trials_at_a_time_prunes(
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def dashboard_studies(storage: str) -> tuple[list[dict], dict[str, dict]]:
     """optuna-dashboard on ``storage`` (127.0.0.1): /api/studies' list, and each study's
     /api/studies/<id> by name."""
-    import urllib.request
-
     exe = Path(sys.executable).with_name("optuna-dashboard")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(exe), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/studies", timeout=5) as response:
-                    studies = json.loads(response.read())["study_summaries"]
-                break
-            except OSError:
-                assert server.poll() is None, "optuna-dashboard exited"
-                assert time.monotonic() < deadline, "optuna-dashboard did not answer in 60 s"
-                time.sleep(0.3)
-        details = {}
-        for s in studies:
-            with urllib.request.urlopen(f"{base}/api/studies/{s['study_id']}", timeout=30) as r:
-                details[s["study_name"]] = json.loads(r.read())
+        studies = wait_for_studies(base, server)
+        details = {
+            s["study_name"]: get_json(f"{base}/api/studies/{s['study_id']}") for s in studies
+        }
         return studies, details
     finally:
         server.terminate()
@@ -347,6 +328,14 @@ def test_three_workers_share_one_postgresql_study(
     studies, details = dashboard_studies(postgres)
     assert pg_study in [s["study_name"] for s in studies]
     assert sorted(t["number"] for t in details[pg_study]["trials"]) == list(range(6))
+
+
+def test_a_killed_workers_postgresql_trial_is_retried_from_its_checkpoint(
+    postgres: str, pg_study: str, tmp_path: Path
+) -> None:
+    """Heartbeats in PostgreSQL: the worker SIGKILLed mid-trial leaves its trial RUNNING; the
+    next worker marks it FAIL and runs the retry, which continues from the dead trial's last.pt."""
+    kill_and_retry(tmp_path, pg_study, postgres, f"hydra.sweeper.storage={postgres}")
 
 
 def _pgpass_password(url: str) -> str | None:

@@ -7,16 +7,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, free_port, get_json, run_cli, wait_for_studies
 
 from cnnsweep.optuna_sweeper import direction_error, has_password, open_storage, storage_url
 from cnnsweep.pruning import OptunaTrial, reported_metric
@@ -182,17 +179,6 @@ def test_pruning_stops_a_clearly_worse_trial(tiny_root: Path, tmp_path: Path) ->
     assert not (pruned["_dir"] / "model.pt").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_dashboard_serves_the_study_and_its_page_renders(
     first_search: Path, tmp_path: Path
@@ -200,7 +186,7 @@ def test_dashboard_serves_the_study_and_its_page_renders(
     exe = Path(sys.executable).with_name("optuna-dashboard")
     if not exe.exists():
         exe = Path(shutil.which("optuna-dashboard") or "optuna-dashboard")
-    port = _free_port()
+    port = free_port()
     storage = f"sqlite:///{first_search}/studies/{STUDY}.db"
     server = subprocess.Popen(
         [str(exe), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"],
@@ -209,18 +195,10 @@ def test_dashboard_serves_the_study_and_its_page_renders(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                studies = _get_json(f"{base}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                assert server.poll() is None, "optuna-dashboard exited"
-                assert time.monotonic() < deadline, "optuna-dashboard did not answer in 30 s"
-                time.sleep(0.3)
+        studies = wait_for_studies(base, server)
         assert [(s["study_name"], s["directions"]) for s in studies] == [(STUDY, ["maximize"])]
         study_id = studies[0]["study_id"]
-        detail = _get_json(f"{base}/api/studies/{study_id}")
+        detail = get_json(f"{base}/api/studies/{study_id}")
         assert [t["number"] for t in detail["trials"]] == [0, 1, 2, 3]
         assert all(t["state"] in ("Complete", "Pruned") for t in detail["trials"])
         assert all(t["intermediate_values"] for t in detail["trials"])  # the per-epoch curves
@@ -337,7 +315,7 @@ def test_two_workers_share_a_journal_file(tiny_root: Path, tmp_path: Path) -> No
         assert by_trial[t.number]["study_storage"] == url
         assert len(t.intermediate_values) == by_trial[t.number]["epochs_run"] >= 1
 
-    port = _free_port()
+    port = free_port()
     dashboard = subprocess.Popen(
         ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "dashboard",
          f"VENV={REPO / '.venv'}", "STORAGE=journal:///studies/fashion_mnist.log",
@@ -346,15 +324,7 @@ def test_two_workers_share_a_journal_file(tiny_root: Path, tmp_path: Path) -> No
         start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                studies = _get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
-                break
-            except OSError:
-                assert dashboard.poll() is None, "make dashboard exited"
-                assert time.monotonic() < deadline, "the dashboard did not answer in 60 s"
-                time.sleep(0.3)
+        studies = wait_for_studies(f"http://127.0.0.1:{port}", dashboard)
         assert [s["study_name"] for s in studies] == [STUDY]
     finally:
         os.killpg(dashboard.pid, signal.SIGTERM)  # make and the dashboard it started
