@@ -37,6 +37,7 @@ import re
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -166,10 +167,15 @@ def heartbeat_storage(url: str, interval: int | None, grace: int | None, retries
     intermediate values; the retry's job continues from the dead trial's checkpoint."""
     import optuna
 
-    retry = optuna.storages.RetryFailedTrialCallback(retries, inherit_intermediate_values=True)
-    return optuna.storages.RDBStorage(
-        url, heartbeat_interval=interval, grace_period=grace, failed_trial_callback=retry
-    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(
+            retries, inherit_intermediate_values=True
+        )
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=interval, grace_period=grace,
+            heartbeat_stale_trial_callback=retry,
+        )  # fmt: skip
 
 
 def fail_stale_trials(storage: Any, study_name: str | None) -> None:
@@ -230,6 +236,8 @@ class PruningOptunaSweeper(OptunaSweeper):
         self.sampler_config = sampler
         self.pruner = pruner  # reaches the jobs through the `${hydra:sweeper.pruner}` override
         if heartbeat_interval and is_rdb(self.storage_url):
+            # Optuna expects heartbeats from Study.optimize; here each job beats for its trial
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
             self.sweeper.storage = heartbeat_storage(
                 self.storage_url, heartbeat_interval, grace_period, max_retry
             )

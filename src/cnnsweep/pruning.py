@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,9 +131,11 @@ class OptunaTrial:
         is copied here with the TensorBoard events, and the job's resume finds it."""
         import optuna
 
-        failed = optuna.storages.RetryFailedTrialCallback.retried_trial_number(
-            trial.study._storage.get_trial(trial._trial_id)
-        )
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.8, and unchanged
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
+                trial.study._storage.get_trial(trial._trial_id)
+            )
         if failed is None or (job_dir / "last.pt").exists():
             return
         storage = trial.study._storage
