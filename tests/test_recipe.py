@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF
 from omegaconf import OmegaConf
 
 from cnnsweep.augment import build_augment, erase, hflip, shift
@@ -292,3 +293,34 @@ def test_a_compiled_job_trains_like_the_eager_one(compose_cfg, tmp_path: Path) -
     assert rows[True]["status"] == "completed"
     assert rows[True]["train_loss"] == pytest.approx(rows[False]["train_loss"], rel=1e-3)
     assert rows[True]["val_acc"] == pytest.approx(rows[False]["val_acc"], abs=0.02)
+
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_experiment_preset_composes_and_trains(compose_cfg, preset, tmp_path: Path) -> None:
+    """A preset is an ordinary job: it validates, trains (one epoch of tiny data here) and
+    writes a row that says what it used; command-line values after it still win."""
+    cfg = compose_cfg([f"experiment={preset}", *QUIET])
+    validate(cfg)
+    assert cfg.epochs == 1 and cfg.model.name == "cnn" and cfg.scheduler.name == "onecycle"
+    run_job(cfg, output_dir=tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())
+    assert row["status"] == "completed" and row["tta"] is True and row["params"] > 0
+
+
+def test_the_recipe_search_sweeps_keys_the_job_has() -> None:
+    """Every key hparams_search=fashion_mnist_recipe sweeps exists in the composed job config
+    (a typo would otherwise add a key no code reads, and the search would tune nothing)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose("config", ["hparams_search=fashion_mnist_recipe"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = cfg.hydra.sweeper.params
+    assert len(params) >= 6
+    for key in params:
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key
