@@ -265,3 +265,18 @@ def test_new_row_keys_statuses_and_extra_columns(tmp_path: Path) -> None:
         "| 1 | interrupted | network | adam | 0.01 | 100 | KeyboardInterrupt after epoch 1 |"
         in summary
     )
+
+
+def test_the_printout_says_why_each_job_is_not_ranked(tmp_path: Path, capsys, monkeypatch) -> None:
+    pruned = "pruned after epoch 1 (last reported value)"
+    sweep = make_sweep(tmp_path / "sweep", [
+        {},
+        {"status": "pruned", "val_acc": 0.6, "objective_from": pruned},
+        {"status": "failed", "error": "ConfigError: lr=-1 is not allowed"},
+    ])  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert aggregate.main([str(sweep), "--out", "res"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"pruned: sweep/1: {pruned}" in out
+    assert "failed: sweep/2: ConfigError: lr=-1 is not allowed" in out
+    assert not any(line.endswith(": None") for line in out)

@@ -512,7 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_top(runs, report["objective"], args.top)
     for r in runs:
         if r["status"] != "completed":
-            print(f"{r['status']}: {r['job_dir']}: {r.get('error')}")
+            why = r.get("error") or r.get("objective_from")  # a pruned job has no error
+            print(f"{r['status']}: {r['job_dir']}" + (f": {why}" if why else ""))
     return 0
 
 
