@@ -193,7 +193,13 @@ def class_report(
     return text, table, confusion_matrix(t, p, labels=labels)
 
 
-PICTURES = ("plot", "samples", "filters", "confusion_matrix")  # the order they are written in
+def _rendered(fig: Figure) -> bytes:
+    """The figure's PNG bytes; the figure is closed (a sweep's process draws hundreds)."""
+    png = render_png(fig)
+    plt.close(fig)
+    return png
+
+
 _SAMPLES: dict[tuple, bytes] = {}  # this process's sample pictures, by what they show
 
 
@@ -210,10 +216,8 @@ def _samples_png(
     digest.update(labels.detach().cpu().numpy().tobytes())
     key = (digest.hexdigest(), tuple(class_names), repr(mean), repr(std))
     if key not in _SAMPLES:
-        fig = samples_figure(images, labels, class_names, mean, std)
         _SAMPLES.clear()  # one entry: a process trains one dataset at a time
-        _SAMPLES[key] = render_png(fig)
-        plt.close(fig)
+        _SAMPLES[key] = _rendered(samples_figure(images, labels, class_names, mean, std))
     return _SAMPLES[key]
 
 
@@ -236,19 +240,19 @@ def write_job_reports(
     ``mean``/``std`` (the normalisation of ``sample_images``) show the samples in true colours.
     """
     out_dir = Path(out_dir)
-    figures = {"plot": history_figure(epoch_rows), "filters": filters_figure(model)}
-    pngs = {"samples": _samples_png(sample_images, sample_labels, class_names, mean, std)}
+    pngs = {
+        "plot": _rendered(history_figure(epoch_rows)),
+        "samples": _samples_png(sample_images, sample_labels, class_names, mean, std),
+        "filters": _rendered(filters_figure(model)),
+    }
     written = []
     if y_true is not None and y_pred is not None:
         text, table, matrix = class_report(y_true, y_pred, class_names)
         atomic_write(out_dir / "classification_report.txt", text)
         write_json(out_dir / "classification_report.json", table)
         written += [out_dir / "classification_report.txt", out_dir / "classification_report.json"]
-        figures["confusion_matrix"] = confusion_figure(matrix, class_names)
-    for name, fig in figures.items():
-        pngs[name] = render_png(fig)
-        plt.close(fig)
-    for name, png in sorted(pngs.items(), key=lambda item: PICTURES.index(item[0])):
+        pngs["confusion_matrix"] = _rendered(confusion_figure(matrix, class_names))
+    for name, png in pngs.items():
         atomic_write(out_dir / f"{name}.png", png)
         written.append(out_dir / f"{name}.png")
         if tb is not None:
