@@ -235,6 +235,9 @@ class PruningOptunaSweeper(OptunaSweeper):
             self.sweeper.storage = open_storage(self.storage_url)  # Optuna takes RDB URLs only
         self.sampler_config = sampler
         self.pruner = pruner  # reaches the jobs through the `${hydra:sweeper.pruner}` override
+        # the tables first, with retries: workers started together collide creating them, and
+        # the heartbeat storage below opens (and would create) them at once
+        _create_tables(self.storage_url)
         if heartbeat_interval and is_rdb(self.storage_url):
             # Optuna expects heartbeats from Study.optimize; here each job beats for its trial
             warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
@@ -247,7 +250,6 @@ class PruningOptunaSweeper(OptunaSweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         self._record_sweep()
-        _create_tables(self.storage_url)
         fail_stale_trials(self.sweeper.storage, self.sweeper.study_name)  # before the 1st ask
         return super().sweep(arguments)
 
