@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cnnsweep import aggregate
 from cnnsweep.tracking import write_epoch_rows, write_results_row
@@ -280,3 +282,18 @@ def test_the_printout_says_why_each_job_is_not_ranked(tmp_path: Path, capsys, mo
     assert f"pruned: sweep/1: {pruned}" in out
     assert "failed: sweep/2: ConfigError: lr=-1 is not allowed" in out
     assert not any(line.endswith(": None") for line in out)
+
+
+def test_test_acc_picture_keeps_long_labels_readable(tmp_path: Path) -> None:
+    """A search varies many knobs: each bar's label is wrapped, not cut off by the figure edge."""
+    knobs = {"lr": 0.0333866, "batch_size": 128, "epochs": 12, "width": 24, "depth": 2,
+             "dropout": 0.177724, "weight_decay": 0.000405084,
+             "label_smoothing": 0.0755786}  # fmt: skip
+    rows = [{k: v * (1 + i) if isinstance(v, float) else v + i for k, v in knobs.items()}
+            | {"test_acc": 0.9 + i / 100} for i in range(4)]  # fmt: skip
+    sweep = make_sweep(tmp_path / "s", rows)
+    aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    with Image.open(tmp_path / "out" / "test_acc.png") as png:
+        pixels = np.asarray(png.convert("L"))
+    # nothing drawn at either edge: no label or title runs off the picture
+    assert pixels[:, :3].min() == 255 and pixels[:, -3:].min() == 255

@@ -16,6 +16,7 @@ import math
 import numbers
 import re
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -281,11 +282,14 @@ def plot_test_acc(groups: pd.DataFrame, path: Path) -> None:
     groups = groups[groups["test_acc_mean"].notna()]
     groups = groups.assign(_key=-groups["test_acc_mean"]).sort_values(["_key", "config_id"])
     cols = _varying(groups, HPARAMS) if len(groups) > 1 else []
-    fig, ax = _figure(9, max(2.5, 0.4 * len(groups) + 1.5))
+    labels = [" ".join(f"{c}={_fmt(g[c], c)}" for c in cols) or g["config_id"]
+              for g in groups.to_dict("records")]  # fmt: skip
+    labels = [f"{lab} (n={n})" if n > 1 else lab for lab, n in zip(labels, groups["n"])]
+    # wrapped, so that a search's many varying knobs stay readable beside their bar
+    labels = [textwrap.fill(lab, 48) for lab in labels]
+    lines = sum(lab.count("\n") + 1 for lab in labels)
+    fig, ax = _figure(9, max(2.5, 0.15 * lines + 0.25 * len(groups) + 1.5))
     if len(groups):
-        labels = [" ".join(f"{c}={_fmt(g[c], c)}" for c in cols) or g["config_id"]
-                  for g in groups.to_dict("records")]  # fmt: skip
-        labels = [f"{lab} (n={n})" if n > 1 else lab for lab, n in zip(labels, groups["n"])]
         means, errs = groups["test_acc_mean"].to_numpy(), groups["test_acc_std"].fillna(0.0)
         y = np.arange(len(groups))
         ax.barh(y, means, xerr=errs.to_numpy() if errs.any() else None, color="tab:blue",
