@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -66,7 +67,9 @@ def kill_and_retry(tmp_path: Path, study: str, storage: str, storage_override: s
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]  # none left RUNNING
     retry = trials[1]
     assert retry.params == dead.params
-    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
+    with warnings.catch_warnings():  # an API Optuna still calls experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == 0
     assert sorted(retry.intermediate_values) == [1, 2, 3, 4, 5, 6]  # the dead trial's carried over
     row = json.loads((trial_dir(tmp_path, 1) / "results.json").read_text())
     assert row["status"] == "completed" and row["resumed_from_epoch"] >= 1
