@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from cnnsweep import aggregate
+from cnnsweep.results import frame
 from cnnsweep.tracking import write_epoch_rows, write_results_row
 
 
@@ -36,6 +38,11 @@ def make_job(job_dir: Path, epochs: int = 2, **row: Any) -> Path:
         for e in range(1, epochs + 1)
     ])  # fmt: skip
     return job_dir
+
+
+def over_seeds(runs: list[dict[str, Any]], objective: str = "val_acc") -> list[dict[str, Any]]:
+    """``seed_stats`` of ``runs.json``'s rows, as dicts."""
+    return aggregate.seed_stats(frame(runs), objective)[0].to_dict("records")
 
 
 def make_sweep(root: Path, rows: list[dict[str, Any]]) -> Path:
@@ -71,7 +78,7 @@ def test_several_seeds_give_mean_and_std_per_configuration(tmp_path: Path) -> No
     sweep = make_sweep(tmp_path / "s", rows)
     report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
     assert len({r["config_id"] for r in report["runs"]}) == 2  # the seed is not the config
-    groups = aggregate.seed_groups(report["runs"], "val_acc")
+    groups = over_seeds(report["runs"])
     assert [(g["lr"], g["n"]) for g in groups] == [(0.01, 3), (0.001, 3)]
     assert groups[0]["val_acc_mean"] == pytest.approx(0.8)
     assert groups[0]["val_acc_std"] == pytest.approx(0.1)  # sample std over the 3 seeds
@@ -182,15 +189,15 @@ def test_confidence_interval_of_the_objective_over_seeds(tmp_path: Path) -> None
     ]
     sweep = make_sweep(tmp_path / "s", [*rows, {"lr": 0.1, "val_acc": 0.5}])
     report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
-    groups = aggregate.seed_groups(report["runs"], "val_acc")
+    groups = over_seeds(report["runs"])
     assert (groups[0]["ci_low"], groups[0]["ci_high"]) == (
         pytest.approx(0.551586, abs=1e-6),
-        pytest.approx(1.048414, abs=1e-6),
+        1.0,  # 1.048414: an accuracy's interval is clipped to [0, 1]
     )
-    assert groups[1]["n"] == 1 and groups[1]["ci_low"] is None  # one seed: no interval
+    assert groups[1]["n"] == 1 and pd.isna(groups[1]["ci_low"])  # one seed: no interval
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "| rank | lr | seeds | val_acc | test_acc | 95% CI of val_acc |" in summary
-    assert "| 1 | 0.01 | 3 | 0.8000 ± 0.1000 | 0.8000 ± 0.0000 | [0.5516, 1.0484] |" in summary
+    assert "| 1 | 0.01 | 3 | 0.8000 ± 0.1000 | 0.8000 ± 0.0000 | [0.5516, 1.0000] |" in summary
     assert "| 2 | 0.1 | 1 | 0.5000 | 0.8000 | – |" in summary
 
 
@@ -218,7 +225,7 @@ def test_over_seeds_counts_distinct_seeds_once(tmp_path: Path) -> None:
                                  base=tmp_path)  # fmt: skip
     runs = report["runs"]
     assert len(runs) == 4 and len({r["config_id"] for r in runs}) == 1
-    (group,) = aggregate.seed_groups(runs, "val_acc")
+    (group,) = over_seeds(runs)
     assert group["n"] == 2  # seeds 1 and 2, not four jobs
     assert group["val_acc_mean"] == pytest.approx((0.7 + 0.8) / 2)  # b/0 finished last
     summary = (tmp_path / "out" / "summary.md").read_text()
@@ -297,3 +304,65 @@ def test_test_acc_picture_keeps_long_labels_readable(tmp_path: Path) -> None:
         pixels = np.asarray(png.convert("L"))
     # nothing drawn at either edge: no label or title runs off the picture
     assert pixels[:, :3].min() == 255 and pixels[:, -3:].min() == 255
+
+
+def test_over_seeds_says_how_many_seeds_did_not_complete(tmp_path: Path) -> None:
+    """A failed, diverged or pruned seed is left out of the mean, and the seeds cell says so."""
+    sweep = make_sweep(tmp_path / "s", [
+        {"lr": 0.01, "seed": 1, "val_acc": 0.8},
+        {"lr": 0.01, "seed": 2, "val_acc": 1.0},
+        {"lr": 0.01, "seed": 3, "status": "failed", "error": "boom", "val_acc": None},
+        {"lr": 0.01, "seed": 2, "status": "failed", "error": "boom", "val_acc": None},  # rerun
+        {"lr": 0.1, "seed": 1, "val_acc": 0.6},
+        {"lr": 0.1, "seed": 2, "val_acc": 0.7},
+        {"lr": 0.1, "seed": 3, "status": "pruned", "val_acc": 0.3},
+        {"lr": 0.1, "seed": 4, "status": "diverged", "val_acc": None},
+        {"lr": 0.1, "seed": 4, "status": "failed", "val_acc": None},
+        {"lr": 0.5, "seed": 1, "val_acc": 0.5},
+        {"lr": 0.5, "seed": 2, "val_acc": 0.5},
+    ])  # fmt: skip
+    report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    groups = {g["lr"]: g for g in over_seeds(report["runs"])}
+    assert {lr: (g["n"], g["seeds_total"], g["not_completed"]) for lr, g in groups.items()} == {
+        0.01: (2, 3, "1 failed"),  # seed 2 completed once: it counts as completed
+        0.1: (2, 4, "1 pruned, 1 diverged"),
+        0.5: (2, 2, ""),
+    }
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    over = summary.split("## Over seeds")[1].split("##")[0]
+    assert "| 1 | 0.01 | 2 of 3 (1 failed) | 0.9000 ± 0.1414 |" in over
+    assert "| 2 | 0.1 | 2 of 4 (1 pruned, 1 diverged) | 0.6500 ± 0.0707 |" in over
+    assert "| 3 | 0.5 | 2 | 0.5000 ± 0.0000 |" in over
+    assert "`2 of 3 (1 failed)` is a mean over 2 of the 3 seeds run" in over
+
+
+def test_over_seeds_is_shown_for_one_completed_seed_of_several(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path / "s", [
+        {"seed": 1, "val_acc": 0.8},
+        {"seed": 2, "status": "failed", "error": "boom", "val_acc": None},
+        {"seed": 3, "status": "pruned", "val_acc": 0.2},
+    ])  # fmt: skip
+    aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "## Over seeds" in summary
+    assert "| 1 | network | 1 of 3 (1 pruned, 1 failed) | 0.8000 | 0.8000 | – |" in summary
+
+
+def test_confidence_interval_stays_inside_the_values_a_metric_can_take(tmp_path: Path) -> None:
+    # 0.1 and 0.99: mean 0.545, t(0.975, 1 dof) = 12.706 -> half width 5.65, far outside [0, 1]
+    sweep = make_sweep(tmp_path / "s", [
+        {"seed": 1, "val_acc": 0.1, "val_loss": 0.1},
+        {"seed": 2, "val_acc": 0.99, "val_loss": 2.0},
+    ])  # fmt: skip
+    aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    runs = json.loads((tmp_path / "out" / "runs.json").read_text())
+    (group,) = over_seeds(runs)
+    assert group["val_acc_mean"] == pytest.approx(0.545)
+    assert (group["ci_low"], group["ci_high"]) == (0.0, 1.0)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| 1 | network | 2 | 0.5450 ± 0.6293 | 0.8000 ± 0.0000 | [0.0000, 1.0000] |" in summary
+    assert "Student's t over the completed seeds" in summary
+    assert "clipped to [0, 1] for an accuracy" in summary
+
+    (group,) = over_seeds(runs, "val_loss")  # a loss is never below 0, but has no upper bound
+    assert group["ci_low"] == 0.0 and group["ci_high"] == pytest.approx(1.05 + 12.7062 * 0.95, 1e-4)

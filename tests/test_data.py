@@ -135,3 +135,9 @@ def test_real_fashion_mnist_files(tmp_path: Path) -> None:
     (x, y), (xt, yt) = load_torchvision("FashionMNIST", tmp_path, download=False, local_dir=local)
     assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
     assert torch.bincount(y).tolist() == [6000] * 10 and torch.bincount(yt).tolist() == [1000] * 10
+
+
+def test_csv_with_only_a_header_says_so(tmp_path: Path) -> None:
+    write_csv_dataset(tmp_path / "empty.csv", n=0)
+    with pytest.raises(DatasetError, match=r"^CSV .*empty.csv has a header but no image rows$"):
+        read_csv_split(tmp_path / "empty.csv")

@@ -443,3 +443,58 @@ def test_job_and_predict_on_cifar10(
     assert colourful(out / "samples.png") > 5 and colourful(out / "filters.png") > 5
     assert main([str(out), "-n", "4", "--out", str(tmp_path)]) == 0
     assert "/4 correct" in capsys.readouterr().out
+
+
+# --- symbolic links and memory ----------------------------------------------------------------
+
+
+def test_a_broken_symbolic_link_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = write_image_folder(tmp_path / "f", per_class=6, junk=False)
+    os.symlink("/nonexistent/x.png", root / "apple" / "broken.png")
+    cfg = folder_cfg(root, tmp_path / "cache")
+    for _ in range(2):  # converted, then read from the cache: skipped and named both times
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="cnnsweep.image_folder"):
+            data = load_data(cfg, seed=0)
+        assert data.skipped == [str(root / "apple" / "broken.png")]  # the job's skipped_files
+        assert caplog.text.count("skipped ") == 1
+        assert "broken.png: broken symbolic link to /nonexistent/x.png" in caplog.text
+        assert len(data.train) + len(data.val) + len(data.test) == 18
+
+
+def test_a_symbolic_link_loop_counts_every_image_once(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "f", per_class=6, junk=False)
+    os.symlink(".", root / "apple" / "again")  # a loop: apple/again/again/...
+    os.symlink(root / "bird" / "bird_000.png", root / "bird" / "zz_same.png")  # one file twice
+    more = tmp_path / "more"  # a link to another real folder is still followed
+    more.mkdir()
+    for i in range(2):
+        save_in_mode(band_picture(2, (30, 30), seed=900 + i), more / f"extra_{i}", "rgb")
+    os.symlink(more, root / "car" / "more")
+    data = load_data(folder_cfg(root, None, val_fraction=0), seed=0)
+    labels = torch.cat([data.train.labels, data.test.labels])
+    assert torch.bincount(labels).tolist() == [6, 6, 8] and len(data.test) == 4
+    images = torch.cat([data.train.images, data.test.images]).flatten(1)
+    assert len(torch.unique(images, dim=0)) == len(images)  # no image on both sides
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_converting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_image_folder(tmp_path / "f", per_class=6, junk=False)
+    cache = tmp_path / "cache"
+    load_data(folder_cfg(root, cache), seed=0)
+    assert image_folder.available_memory() > 0  # read from this machine
+    converted = []
+    monkeypatch.setattr(image_folder, "_convert_folder", lambda *a: converted.append(1))
+    monkeypatch.setattr(image_folder, "available_memory", lambda: 1000)
+    load_data(folder_cfg(root, cache), seed=0)  # a cache is read without the check
+    monkeypatch.setattr(image_folder, "available_memory", lambda: 2 * 2**30)
+    msg = one_line_error(  # 6 x 18 files x 3 x 4096 x 4096 bytes = 5.06 GiB
+        folder_cfg(root, cache, image_size=4096), r"needs about 5\.1 GiB of memory at its peak"
+    )
+    assert msg.startswith(f"data.train_dir={root}: converting 18 images to RGB 4096x4096")
+    assert "this machine has 2.0 GiB available; use a smaller data.image_size" in msg
+    assert converted == [] and len(list(cache.iterdir())) == 1

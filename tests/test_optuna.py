@@ -15,7 +15,13 @@ import optuna
 import pytest
 from conftest import REPO, free_port, get_json, run_cli, wait_for_studies
 
-from cnnsweep.optuna_sweeper import direction_error, has_password, open_storage, storage_url
+from cnnsweep.optuna_sweeper import (
+    direction_error,
+    has_password,
+    hide_password,
+    open_storage,
+    storage_url,
+)
 from cnnsweep.pruning import OptunaTrial, reported_metric
 
 PRESET = "hparams_search=fashion_mnist_optuna"
@@ -89,6 +95,18 @@ def test_passwords_in_storage_urls_are_found() -> None:
     assert not has_password("postgresql://me@db.example/optuna?sslmode=require")
     assert not has_password("sqlite:////abs/studies/x.db?timeout=60")
     assert not has_password("journal:////abs/studies/x.log") and not has_password(None)
+    # read as SQLAlchemy reads them: a "?" inside the password, a MySQL driver's passwd key
+    assert has_password("postgresql://alice:pa?ss@db/optuna")
+    assert has_password("mysql+pymysql://alice@db/optuna?passwd=s3cret")
+    assert not has_password("sqlite:////data/a:b@c/x.db")  # a path, not a user and password
+
+
+def test_a_password_is_hidden_wherever_a_url_is_shown() -> None:
+    assert hide_password("postgresql://alice:pa?ss@db/optuna") == "postgresql://alice:***@db/optuna"
+    shown = hide_password("mysql+pymysql://alice@db/optuna?passwd=s3cret&charset=utf8")
+    assert "s3cret" not in shown and "passwd=***" in shown and "charset=utf8" in shown
+    assert hide_password("sqlite:////data/a:b@c/x.db") == "sqlite:////data/a:b@c/x.db"
+    assert hide_password("journal:////abs/x.log") == "journal:////abs/x.log"
 
 
 def test_a_direction_that_contradicts_the_objective_is_named() -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from test_aggregate import make_job
 
 from cnnsweep import aggregate
@@ -16,12 +18,21 @@ PLOTS = ("optimization_history.png", "param_importances.png", "intermediate_valu
          "parallel_coordinate.png")  # fmt: skip
 
 
-def make_study(tmp_path: Path, name: str, values: list[float | None]) -> tuple[str, Path]:
-    """A study in ``tmp_path/studies.db`` with one trial per value (None: pruned after epoch 1)
-    and a sweep folder with each trial's job; returns the storage URL and the sweep."""
+def make_study(
+    tmp_path: Path, name: str, values: list[float | None], journal: bool = False
+) -> tuple[str, Path]:
+    """A study in ``tmp_path/studies.db`` (``journal``: in the journal file
+    ``tmp_path/studies.log``, as the sweeper's ``journal:///`` storage) with one trial per value
+    (None: pruned after epoch 1) and a sweep folder with each trial's job; returns the storage
+    URL and the sweep."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize",
+    if journal:
+        storage = f"journal:///{tmp_path / 'studies.log'}"  # journal:////abs/studies.log
+        backend = JournalFileBackend(str(tmp_path / "studies.log"))
+        where: str | JournalStorage = JournalStorage(backend)
+    else:
+        storage = where = f"sqlite:///{tmp_path / 'studies.db'}"
+    study = optuna.create_study(study_name=name, storage=where, direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
     space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
              "batch_size": optuna.distributions.CategoricalDistribution([32, 100])}  # fmt: skip
@@ -100,3 +111,30 @@ def test_unreadable_storage_is_skipped_with_one_line(
         "epochs.csv", "epochs.json", "runs.csv", "runs.json", "summary.md", "test_acc.png",
         "val_acc.png",
     ]  # fmt: skip
+
+
+def test_study_reports_from_a_journal_storage(tmp_path: Path) -> None:
+    """The sweeper's journal file (``optuna.storage=journal:///...``) is reported as sqlite is,
+    read without writing to it."""
+    storage, sweep = make_study(tmp_path, "logged", [0.6, 0.8, None], journal=True)
+    assert storage.startswith("journal:////")
+    log = tmp_path / "studies.log"
+    before = log.read_bytes()
+    report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
+    assert report["notes"] == []
+    folder = tmp_path / "out" / "logged"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*PLOTS, "trials.csv"])
+    assert list(pd.read_csv(folder / "trials.csv")["state"]) == ["COMPLETE", "COMPLETE", "PRUNED"]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "- `logged`: 3 trial(s) (2 complete, 1 pruned), best 0.8000 (trial 1): `logged/`" in (
+        summary
+    )
+    assert log.read_bytes() == before  # read, never written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logged", "out", "studies.log"]
+
+
+def test_a_missing_journal_file_is_not_created(tmp_path: Path) -> None:
+    gone = tmp_path / "moved.log"
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        aggregate.open_study("gone", f"journal:///{gone}")
+    assert not gone.exists() and list(tmp_path.iterdir()) == []

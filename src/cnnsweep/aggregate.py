@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from cnnsweep.identity import HPARAMS
+from cnnsweep.optuna_sweeper import JOURNAL, hide_password, open_storage
 from cnnsweep.reports import save_figure
 from cnnsweep.results import (
     DEFAULT_ROOTS,
@@ -33,7 +34,6 @@ from cnnsweep.results import (
     STATUSES,
     TIMESTAMPS,
     find_job_dirs,
-    frame,
     load_epochs,
     load_runs,
 )
@@ -95,13 +95,52 @@ def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.Data
     return runs.reset_index(drop=True), objective
 
 
+def ci_bounds(metric: str) -> tuple[float | None, float | None]:
+    """The values ``metric`` can take, which its confidence interval is clipped to: [0, 1] for
+    an accuracy (a name ending in ``acc`` or ``accuracy``), >= 0 for a loss, else unbounded."""
+    if metric.endswith(("acc", "accuracy")):
+        return 0.0, 1.0
+    return (0.0, None) if metric.endswith("loss") else (None, None)
+
+
+def _seed_outcomes(runs: pd.DataFrame, ranked: pd.Series, objective: str) -> pd.DataFrame:
+    """Per configuration (index ``config_id``): ``seeds_total``, the distinct seeds its jobs ran
+    with whatever their status, and ``not_completed``, those of them no ranked job counts,
+    by status (``"1 pruned, 1 failed"``; ``""`` when every seed completed). A seed that completed
+    in one job and failed in another counts as completed."""
+    order = {s: i for i, s in enumerate(STATUSES)}
+    code = runs["status"].astype(object).map(order).fillna(len(STATUSES)).astype(int)
+    seeds = pd.DataFrame({
+        "config_id": runs["config_id"],
+        "seed": runs["seed"] if "seed" in runs else pd.Series(pd.NA, index=runs.index),
+        "code": code.where(~ranked, -1),  # -1: counted in the statistics
+    })  # fmt: skip
+    per_seed = seeds.groupby(["config_id", "seed"], dropna=False, sort=False)["code"].min()
+    per_seed = per_seed.reset_index()
+    names = [f"completed without {objective}", *STATUSES[1:], "of unknown status"]
+
+    def not_completed(codes: pd.Series) -> str:
+        counts = codes[codes >= 0].value_counts().sort_index()
+        return ", ".join(f"{n} {names[c]}" for c, n in counts.items())
+
+    groups = per_seed.groupby("config_id", sort=False)["code"]
+    return pd.DataFrame({"seeds_total": groups.size(), "not_completed": groups.agg(not_completed)})
+
+
 def seed_stats(runs: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, int]:
     """Ranked jobs grouped by configuration: mean, std (and for ``objective`` a 95% Student t
-    interval) of the metrics over its distinct seeds; and how many duplicate (configuration,
-    seed) jobs were left out: of those only the one that finished last counts."""
+    interval, clipped to ``ci_bounds``) of the metrics over its distinct seeds; and how many
+    duplicate (configuration, seed) jobs were left out: of those only the one that finished
+    last counts.
+
+    ``n`` is the number of seeds the statistics are over; ``seeds_total`` the distinct seeds the
+    configuration's jobs ran with, any status; ``not_completed`` the difference by status
+    (``"1 failed"``, ``""`` when none): a failed, diverged or pruned seed is not in the mean.
+    Only configurations with a ranked job are listed."""
     from scipy import stats
 
-    done = runs[runs["rank"].notna()]
+    ranked = runs["rank"].notna()
+    done = runs[ranked]
     end = pd.to_datetime(done.get("finished_at"), utc=True, errors="coerce", format="ISO8601")
     done = done.assign(_end=end).sort_values(["_end", "job_dir"], na_position="first")
     unique = done.drop_duplicates(["config_id", "seed"], keep="last")
@@ -113,24 +152,42 @@ def seed_stats(runs: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, int]:
     knobs = [c for c in HPARAMS if c != "seed" and c in unique]
     table = unique.groupby("config_id", sort=False)[knobs].first().join(table)
     table["n"] = groups.size()
+    table = table.join(_seed_outcomes(runs, ranked, objective))
     table["best_rank"] = unique.groupby("config_id", sort=False)["rank"].min()
     n, std = table["n"].astype("float64"), table[f"{objective}_std"]
     half = stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)  # NaN for a single seed
-    table["ci_low"] = table[f"{objective}_mean"] - half
-    table["ci_high"] = table[f"{objective}_mean"] + half
+    low, high = ci_bounds(objective)
+    table["ci_low"] = (table[f"{objective}_mean"] - half).clip(low, high)
+    table["ci_high"] = (table[f"{objective}_mean"] + half).clip(low, high)
     sign = -1.0 if is_better(objective) == "max" else 1.0
     table = table.reset_index().assign(_key=sign * table[f"{objective}_mean"].to_numpy())
     table = table.sort_values(["_key", "best_rank", "config_id"]).drop(columns="_key")
     return table.reset_index(drop=True), len(done) - len(unique)
 
 
-def seed_groups(runs: pd.DataFrame | list[dict[str, Any]], objective: str) -> list[dict]:
-    """``seed_stats`` as plain dicts, for rows given as a frame or as ``runs.json``'s dicts."""
-    runs = runs if isinstance(runs, pd.DataFrame) else frame(runs)
-    return _records(seed_stats(runs, objective)[0])
+def seeds_text(groups: pd.DataFrame) -> list[str]:
+    """The ``seeds`` cell of each configuration: ``3``, or ``2 of 3 (1 failed)`` when some of
+    its seeds did not complete."""
+    return [
+        str(n) if not missed else f"{n} of {total} ({missed})"
+        for n, total, missed in zip(groups["n"], groups["seeds_total"], groups["not_completed"])
+    ]
 
 
-def _fmt(value: Any, column: str = "") -> str:
+def ci_method(objective: str) -> str:
+    """How the interval of the mean ``objective`` is computed, in words."""
+    low, high = ci_bounds(objective)
+    clip = (
+        "clipped to [0, 1] for an accuracy" if high is not None
+        else "cut at 0 for a loss" if low is not None
+        else "not clipped"
+    )  # fmt: skip
+    return f"Student's t over the completed seeds, mean ± t(0.975, n−1) · std / √n, {clip}"
+
+
+def cell_text(value: Any, column: str = "") -> str:
+    """A value as a Markdown table cell ("–" when missing; a knob as given, a metric to 4
+    decimals, a duration to 2)."""
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
@@ -149,7 +206,7 @@ def _fmt(value: Any, column: str = "") -> str:
 def _cells(rows: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """``columns`` of ``rows`` formatted for a table ("–" for a column no row has)."""
     return pd.DataFrame({
-        c: rows[c].astype(object).map(lambda v, c=c: _fmt(v, c)) if c in rows else "–"
+        c: rows[c].astype(object).map(lambda v, c=c: cell_text(v, c)) if c in rows else "–"
         for c in columns
     }, index=rows.index)  # fmt: skip
 
@@ -190,7 +247,7 @@ def summary_markdown(
     hp_cols = _varying(runs, HPARAMS) or ["model", "optimizer", "lr", "batch_size"]
     constant = [c for c in HPARAMS if c not in hp_cols and c in runs and runs[c].notna().any()]
     if constant:
-        same = ", ".join(f"{c}={_fmt(runs[c].dropna().iloc[0], c)}" for c in constant)
+        same = ", ".join(f"{c}={cell_text(runs[c].dropna().iloc[0], c)}" for c in constant)
         lines += [f"Same in every job: {same}.", ""]
     sweep = ["sweep"] if len(sweeps) > 1 else []
     metrics = list(dict.fromkeys((objective, "val_acc", "val_loss", "test_acc")))
@@ -200,11 +257,12 @@ def summary_markdown(
     else:
         lines += ["No completed job to rank.", ""]
 
-    if (groups["n"] > 1).any():
+    # shown where a mean is over several seeds, or some seed of a configuration did not complete
+    if ((groups["n"] > 1) | (groups["not_completed"] != "")).any():
         g_metrics = list(dict.fromkeys((objective, "val_acc", "test_acc")))
         table = _cells(groups, [c for c in hp_cols if c != "seed"] or ["model"])
         table.insert(0, "rank", [str(i) for i in range(1, len(groups) + 1)])
-        table["seeds"] = groups["n"].astype(str)
+        table["seeds"] = seeds_text(groups)
         for m in g_metrics:
             mean, std = _cells(groups, [f"{m}_mean", f"{m}_std"]).T.to_numpy()
             table[m] = [a if b == "–" else f"{a} ± {b}" for a, b in zip(mean, std)]
@@ -215,8 +273,10 @@ def summary_markdown(
         lines += [
             "## Over seeds",
             "",
-            "Mean ± standard deviation over the distinct seeds of each configuration; the 95% "
-            f"confidence interval of the mean `{objective}` is Student's t over the seeds.",
+            "Mean ± standard deviation over the distinct completed seeds of each configuration. "
+            "A seed that failed, diverged or was pruned is left out of them, and `seeds` says "
+            "so: `2 of 3 (1 failed)` is a mean over 2 of the 3 seeds run. The 95% confidence "
+            f"interval of the mean `{objective}` is {ci_method(objective)}.",
             "",
             _markdown(table),
             "",
@@ -258,8 +318,8 @@ def plot_val_curves(runs: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Non
     fig, ax = _figure(9, 5.5)
     for i, r in enumerate(shown.to_dict("records")):
         curve = curves[r["job_dir"]]
-        label = f"{r['sweep']}/{_fmt(r['job'])}" if show_sweep else f"#{_fmt(r['job'])}"
-        label = " ".join([label, *(f"{c}={_fmt(r[c], c)}" for c in cols)])[:80]
+        label = f"{r['sweep']}/{cell_text(r['job'])}" if show_sweep else f"#{cell_text(r['job'])}"
+        label = " ".join([label, *(f"{c}={cell_text(r[c], c)}" for c in cols)])[:80]
         ax.plot(curve["epoch"].to_numpy(float), curve["val_accuracy"].to_numpy(float),
                 "-" if r["status"] == "completed" else ":", marker="o", markersize=3,
                 color=cmap(i % cmap.N), label=label)  # fmt: skip
@@ -282,9 +342,12 @@ def plot_test_acc(groups: pd.DataFrame, path: Path) -> None:
     groups = groups[groups["test_acc_mean"].notna()]
     groups = groups.assign(_key=-groups["test_acc_mean"]).sort_values(["_key", "config_id"])
     cols = _varying(groups, HPARAMS) if len(groups) > 1 else []
-    labels = [" ".join(f"{c}={_fmt(g[c], c)}" for c in cols) or g["config_id"]
+    labels = [" ".join(f"{c}={cell_text(g[c], c)}" for c in cols) or g["config_id"]
               for g in groups.to_dict("records")]  # fmt: skip
-    labels = [f"{lab} (n={n})" if n > 1 else lab for lab, n in zip(labels, groups["n"])]
+    labels = [
+        f"{lab} (n={n} of {total})" if total > n else f"{lab} (n={n})" if n > 1 else lab
+        for lab, n, total in zip(labels, groups["n"], groups["seeds_total"])
+    ]
     # wrapped, so that a search's many varying knobs stay readable beside their bar
     labels = [textwrap.fill(lab, 48) for lab in labels]
     lines = sum(lab.count("\n") + 1 for lab in labels)
@@ -308,14 +371,16 @@ def plot_test_acc(groups: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def _hide_password(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
-
-
 def open_study(name: str, url: str) -> Any:
-    """The study, read from its storage; never creates a database or a table."""
+    """The study, read from its storage (an RDB URL, or the sweeper's ``journal:///`` file);
+    never creates a database, a table or a journal file."""
     import optuna
 
+    if url.startswith(JOURNAL):  # the sweeper's journal file; Optuna would create it
+        path = url[len(JOURNAL) :]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such file {path}")
+        return optuna.load_study(study_name=name, storage=open_storage(url))
     if url.startswith("sqlite:///"):  # SQLAlchemy would create a missing file
         path = url[len("sqlite:///") :].partition("?")[0]
         if path not in ("", ":memory:") and not Path(path).is_file():
@@ -390,7 +455,7 @@ def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path],
                 files, skipped = study_report(study, out / folder)
             except Exception as e:
                 why = f"{type(e).__name__}: {e}".splitlines()[0]
-                notes.append(f"study {name!r} in {_hide_password(url)} skipped: {why}")
+                notes.append(f"study {name!r} in {hide_password(url)} skipped: {why}")
                 continue
             used.add(folder)
             written, notes = written + files, notes + skipped
@@ -472,7 +537,7 @@ def _print_top(runs: list[dict[str, Any]], objective: str, top: int) -> None:
     ranked = [r for r in runs if r["rank"] is not None][:top]
     hp_cols = _varying(pd.DataFrame(runs), HPARAMS) or ["model", "lr"]
     header = ["rank", "sweep", "job", *hp_cols, *dict.fromkeys((objective, "test_acc"))]
-    rows = [[_fmt(r.get(c), c) for c in header] for r in ranked]
+    rows = [[cell_text(r.get(c), c) for c in header] for r in ranked]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))

@@ -10,6 +10,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cnnsweep.identity import STATUSES
 from cnnsweep.tracking import RESULTS_JSON, read_results_row
 
 log = logging.getLogger(__name__)
@@ -17,12 +18,15 @@ log = logging.getLogger(__name__)
 
 def sweep_line(sweep_dir: str | Path) -> str:
     """``8 jobs: 7 completed, 1 failed in multirun/...; leaderboard: make aggregate DIRS=...``"""
-    rows = [read_results_row(p.parent) for p in Path(sweep_dir).rglob(RESULTS_JSON)]
+    folder = Path(sweep_dir)
+    rows = [read_results_row(p.parent) for p in folder.rglob(RESULTS_JSON)]
+    if not rows:  # refused before any job started (a bad storage, a bad knob of the sweep)
+        where = "nothing was written" if not folder.is_dir() else f"{sweep_dir} holds no row"
+        return f"no job ran: {where}"
     counts = Counter(row.get("status", "corrupt") if row else "corrupt" for row in rows)
-    order = ("completed", "pruned", "diverged", "failed", "interrupted", "running")
-    ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
+    ranked = sorted(counts, key=lambda s: (STATUSES.index(s) if s in STATUSES else 99, s))
     states = ", ".join(f"{counts[status]} {status}" for status in ranked)
-    return (f"{len(rows)} job(s): {states or 'none ran'} in {sweep_dir}; "
+    return (f"{len(rows)} job(s): {states} in {sweep_dir}; "
             f"leaderboard: make aggregate DIRS={sweep_dir}")  # fmt: skip
 
 

@@ -218,11 +218,14 @@ def read_csv_split(path: str | Path, image_size: int = 28, in_channels: int = 1)
     n_pixels = in_channels * image_size * image_size
     with open(path) as f:
         header = f.readline().strip().split(",")
+        has_rows = any(line.strip() for line in f)  # stops at the first row: cheap
     if len(header) != n_pixels + 1:
         raise DatasetError(
             f"CSV {path} has {len(header)} columns; expected {n_pixels + 1} "
             f"(label + {in_channels}x{image_size}x{image_size} pixels)"
         )
+    if not has_rows:
+        raise DatasetError(f"CSV {path} has a header but no image rows")
     try:
         table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     except ValueError as e:

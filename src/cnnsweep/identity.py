@@ -38,29 +38,62 @@ RUNTIME_KEYS = (
     "optuna",
 )
 
-# the knobs a leaderboard shows as columns, in this order (the results row holds them flat)
-HPARAMS = (
-    "lr",
-    "batch_size",
-    "shuffle",
-    "epochs",
-    "seed",
-    "model",
-    "width",
-    "depth",
-    "dropout",
-    "data",
-    "optimizer",
-    "weight_decay",
-    "val_fraction",
-    "augment",
-    "scheduler",
-    "label_smoothing",
-    "ema",
-    "tta",
-    "patience",
-    "precision",
-)
+# the knobs a leaderboard shows as columns, in this order (the results row holds them flat), and
+# where the job config keeps each: one list that the row, the HParams entry and the aggregate's
+# reading of a job with no usable row (.hydra/config.yaml) all derive from
+HPARAM_PATHS = {
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "shuffle": "shuffle",
+    "epochs": "epochs",
+    "seed": "seed",
+    "model": "model.name",
+    "width": "model.width",
+    "depth": "model.depth",
+    "dropout": "model.dropout",
+    "data": "data.name",
+    "optimizer": "optimizer.name",
+    "weight_decay": "optimizer.weight_decay",
+    "val_fraction": "data.val_fraction",
+    "augment": "augment.name",
+    "scheduler": "scheduler.name",
+    "label_smoothing": "label_smoothing",
+    "ema": "ema.decay",  # null when ema.enabled is false
+    "tta": "tta",
+    "patience": "early_stopping.patience",
+    "precision": "precision",
+}
+HPARAMS = tuple(HPARAM_PATHS)
+DEFAULTS = {"weight_decay": 0.0}  # what a knob a config leaves out means
+
+# what a job's row can say of it, in the order a summary lists them: the job's own statuses
+# (``retried``: a dead Optuna trial's folder, continued by another trial), then the aggregate's
+JOB_STATUSES = ("completed", "pruned", "diverged", "failed", "interrupted", "retried", "running")
+STATUSES = (*JOB_STATUSES, "corrupt", "missing")
+
+# a TensorBoard run is a folder named after the run: long enough to read, short enough for any
+# file system (a name component may have 255 bytes)
+MAX_RUN_NAME = 120
+
+
+def hyperparameters(config: Any) -> dict[str, Any]:
+    """The knobs of a job config (DictConfig or plain dict), as the results row holds them."""
+    from omegaconf import OmegaConf
+
+    def select(path: str) -> Any:
+        try:
+            return OmegaConf.select(config, path, throw_on_resolution_failure=False)
+        except Exception:  # an unresolvable interpolation in a stored config
+            return None
+
+    if isinstance(config, dict):
+        config = OmegaConf.create(config)
+    row = {name: select(path) for name, path in HPARAM_PATHS.items()}
+    for name, value in DEFAULTS.items():
+        row[name] = value if row[name] is None else row[name]
+    if select("ema.enabled") is False:
+        row["ema"] = None
+    return row
 
 
 def is_runtime(key: str) -> bool:
@@ -101,7 +134,12 @@ def run_name(overrides: Iterable[str]) -> str:
     them; ``default`` when only runtime knobs were given.
     """
     kept = sorted(o for o in overrides if not is_runtime(override_key(o)))
-    return ",".join(o.lstrip("+") for o in kept).replace("/", "_") or "default"
+    name = ",".join(o.lstrip("+") for o in kept).replace("/", "_") or "default"
+    if len(name.encode()) <= MAX_RUN_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]  # long names stay apart
+    head = name.encode()[: MAX_RUN_NAME - 12].decode(errors="ignore")
+    return f"{head}...{digest}"
 
 
 def config_id(config: dict[str, Any], without: Iterable[str] = ("seed",)) -> str:

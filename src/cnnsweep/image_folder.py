@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 FITS = ("crop", "stretch", "pad")
 CACHE_FORMAT = 1  # bump when the conversion or the file layout changes: old caches are not used
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# Peak memory of loading a folder, in multiples of its uint8 size (files x C x S x S bytes): the
+# converted images (1x), the uint8 copies that the train/test and train/validation splits index
+# out of them (about 1x) and the float32 copies of those splits (4x).
+PEAK_MEMORY_FACTOR = 6
+GIB = 2**30
 
 
 class ImageReadError(ValueError):
@@ -147,6 +152,8 @@ def convert(img: Image.Image, conv: Conversion) -> np.ndarray:
 
 def read_image(path: str | Path, conv: Conversion) -> np.ndarray:
     """Open, decode and convert one image file; anything unusable is an ImageReadError."""
+    if os.path.islink(path) and not os.path.exists(path):  # say so, not "no such file"
+        raise ImageReadError(f"broken symbolic link to {os.readlink(path)}")
     try:
         with Image.open(path) as img:
             if img.format == "JPEG":  # decode big JPEGs at a reduced scale: far less work
@@ -178,7 +185,12 @@ def _visible(name: str) -> bool:
 
 
 def scan(root: Path, key: str) -> dict[str, list[Path]]:
-    """Class name -> its files (any depth below the class folder), both sorted by name."""
+    """Class name -> its files (any depth below the class folder), both sorted by name.
+
+    Symbolic links are followed, but every real folder is walked once and every real file kept
+    once (the first in sorted order): a loop such as ``cat/again -> .`` would otherwise repeat
+    a class's images dozens of times, with copies on both sides of the train/test hold-out.
+    """
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a folder"
         raise DatasetError(
@@ -189,14 +201,39 @@ def scan(root: Path, key: str) -> dict[str, list[Path]]:
         raise DatasetError(
             f"data.{key}={root} has no class folders; expected {root}/<class name>/<image files>"
         )
+    # the root and the class folders count as visited: a link to them is a loop, or would
+    # take another class's images
+    seen_dirs = {os.path.realpath(root), *(os.path.realpath(root / name) for name in classes)}
+    seen_files: set[str] = set()
     files = {}
     for name in classes:
         found = []
         for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if _visible(d))
-            found += [Path(dirpath, f) for f in sorted(filenames) if _visible(f)]
+            keep = []
+            for d in sorted(d for d in dirnames if _visible(d)):
+                real = os.path.realpath(os.path.join(dirpath, d))
+                if real not in seen_dirs:
+                    seen_dirs.add(real)
+                    keep.append(d)
+            dirnames[:] = keep  # os.walk descends only into these
+            for f in sorted(f for f in filenames if _visible(f)):
+                real = os.path.realpath(os.path.join(dirpath, f))
+                if real not in seen_files:
+                    seen_files.add(real)
+                    found.append(Path(dirpath, f))
         files[name] = found
     return files
+
+
+def _stat(path: Path) -> list[int | None]:
+    """Size and mtime for the cache key; a broken link's own (it is skipped when converted)."""
+    for stat in (path.stat, path.lstat):
+        try:
+            st = stat()
+            return [st.st_size, st.st_mtime_ns]
+        except OSError:
+            pass
+    return [None, None]  # removed since the scan
 
 
 def fingerprint(root: Path, files: dict[str, list[Path]], conv: Conversion) -> str:
@@ -204,8 +241,7 @@ def fingerprint(root: Path, files: dict[str, list[Path]], conv: Conversion) -> s
     listing = []
     for name, paths in files.items():
         for p in paths:
-            st = p.stat()
-            listing.append([name, p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
+            listing.append([name, p.relative_to(root).as_posix(), *_stat(p)])
     key = {
         "format": CACHE_FORMAT,
         "folder": str(root.resolve()),
@@ -213,6 +249,37 @@ def fingerprint(root: Path, files: dict[str, list[Path]], conv: Conversion) -> s
         "files": listing,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give without swapping, or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # given in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows) or no such name
+        return None
+    return free if free > 0 else None
+
+
+def _check_memory(root: Path, n: int, conv: Conversion, key: str) -> None:
+    """Refuse a folder whose conversion cannot fit in memory: a clear error now rather than
+    the machine swapping for an hour or the job being killed without a word."""
+    need = PEAK_MEMORY_FACTOR * n * conv.channels * conv.size * conv.size
+    available = available_memory()
+    if available is not None and need > available:
+        mode = "grayscale" if conv.channels == 1 else "RGB"
+        raise DatasetError(
+            f"data.{key}={root}: converting {n:,} images to {mode} {conv.size}x{conv.size} "
+            f"needs about {need / GIB:.1f} GiB of memory at its peak, and this machine has "
+            f"{available / GIB:.1f} GiB available; use a smaller data.image_size or a subset "
+            "of the folder"
+        )
 
 
 def _convert_folder(root: Path, files: dict[str, list[Path]], conv: Conversion) -> Folder:
@@ -297,6 +364,7 @@ def read_folder(
     else:
         started = time.time()
         n = sum(len(p) for p in files.values())
+        _check_memory(root, n, conv, key)
         log.info("%s: converting %d files to %s", root, n, _describe(conv))
         folder = _convert_folder(root, files, conv)
         log.info("%s: converted in %.1fs", root, time.time() - started)

@@ -33,7 +33,7 @@ from cnnsweep.data import (
     load_data,
 )
 from cnnsweep.ema import EMA
-from cnnsweep.identity import learning_config, run_name
+from cnnsweep.identity import hyperparameters, learning_config, run_name
 from cnnsweep.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.models import build_model, count_params, forward_flops, model_spec
 from cnnsweep.monitor import Monitor
@@ -42,8 +42,10 @@ from cnnsweep.runtime import ConfigError, job_device, resolve_threads
 from cnnsweep.schedule import build_scheduler
 from cnnsweep.state import LAST, TrainState, load_last, save_last, save_model
 from cnnsweep.tracking import (
+    RESULTS_JSON,
     TensorBoardRun,
     clear_job_outputs,
+    move_job_outputs,
     package_versions,
     read_results_row,
     write_epoch_rows,
@@ -87,32 +89,6 @@ def job_info(output_dir: str | Path | None = None) -> JobInfo:
     )
 
 
-def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
-    """The knobs that define what a job learns: the columns a leaderboard compares."""
-    return {
-        "lr": cfg.lr,
-        "batch_size": cfg.batch_size,
-        "shuffle": cfg.shuffle,
-        "epochs": cfg.epochs,
-        "seed": cfg.seed,
-        "model": cfg.model.name,
-        "width": cfg.model.get("width"),
-        "depth": cfg.model.get("depth"),
-        "dropout": cfg.model.get("dropout"),
-        "data": cfg.data.name,
-        "optimizer": cfg.optimizer.name,
-        "weight_decay": cfg.optimizer.get("weight_decay", 0.0),
-        "val_fraction": cfg.data.val_fraction,
-        "augment": cfg.augment.name,
-        "scheduler": cfg.scheduler.name,
-        "label_smoothing": cfg.label_smoothing,
-        "ema": cfg.ema.decay if cfg.ema.enabled else None,
-        "tta": cfg.tta,
-        "patience": cfg.early_stopping.patience,
-        "precision": cfg.precision,
-    }
-
-
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module | Any) -> torch.optim.Optimizer:
     """Any ``torch.optim`` class named by ``_target_``; ``name`` is ours, not the optimizer's.
 
@@ -142,7 +118,6 @@ def new_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial) -> dict[str, Any
         "best_epoch": None,
         "metrics_epoch": None,
         **{f"last_{m}": None for m in ("train_loss", "train_acc", "val_loss", "val_acc")},
-        "tta": cfg.tta,
         "epochs_run": 0,
         "stopped_early_at": None,
         "resumed_from_epoch": None,
@@ -179,24 +154,31 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         data = load_data(cfg.data, cfg.seed)
         complete_config(cfg.data, data)  # an image folder's classes, a computed mean/std
     except (ConfigError, DatasetError) as e:
-        if info.multirun:  # in a sweep, the row is where the user sees which job was refused
-            clear_job_outputs(out)
-            row = new_row(cfg, info, trial) | {"status": "failed", "objective_from": "failed"}
-            write_results_row(out, row | {"error": f"{type(e).__name__}: {e}"})
+        refused(cfg, info, trial, e)
         raise
     config = learning_config(cfg)
     previous = read_results_row(out)
+    if previous and learning_config(previous.get("config") or {}) != config:
+        # another configuration's results in this folder (a sweep rerun with other values):
+        # moved aside inside it, never deleted
+        moved = move_job_outputs(out)
+        log.warning("%s held the results of another configuration: moved to %s", out, moved)
+        previous = None
     if cfg.resume and previous and previous.get("status") == "completed":
-        if learning_config(previous.get("config") or {}) == config:
-            log.info("%s: already completed in %s, skipped (resume=true)", info.run_name, out)
-            return _number(previous.get(cfg.objective))
+        log.info("%s: already completed in %s, skipped (resume=true)", info.run_name, out)
+        value = _number(previous.get("objective_value", previous.get(cfg.objective)))
+        trial.finish("completed", value)
+        return _number(previous.get(cfg.objective))
     trial.start(out)  # heartbeats; a retried Optuna trial brings the dead one's last.pt here
     checkpoint = load_last(out, config) if cfg.resume else None
     clear_job_outputs(out, keep_checkpoint=checkpoint is not None)  # nothing stale survives
 
     row = new_row(cfg, info, trial)
-    write_results_row(out, row)  # a row from the start: a killed job still shows as "running"
     started, tb = time.time(), None
+    if checkpoint is not None:  # the clock goes on from the time the checkpoint was written
+        started -= _elapsed(checkpoint)
+        row["started_at"] = checkpoint.get("started_at") or row["started_at"]
+    write_results_row(out, row)  # a row from the start: a killed job still shows as "running"
     try:
         device = job_device(cfg.device)
         torch.set_num_threads(resolve_threads(cfg.threads))
@@ -216,10 +198,13 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
             run_epoch(cfg, epoch, state, splits, recipe, Sink(out, info, tb, started))
             summarize(cfg, row, state)
-            if stopping(cfg, row, state, trial):  # diverged, pruned or stopped early
+            reason = stop_reason(cfg, state, trial, _reported(row, cfg.objective))
+            if reason:  # diverged, pruned or stopped early
+                end_early(cfg, row, state, trial, reason)
                 break
             if cfg.checkpoint.every and epoch % cfg.checkpoint.every == 0:
-                save_last(out, state, config)
+                save_last(out, state, config, elapsed=time.time() - started,
+                          started_at=row["started_at"])  # fmt: skip
         if row["status"] == "running":
             finish(cfg, out, row, state, data, splits, recipe, tb)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, a scheduler's signal: continue later
@@ -233,8 +218,11 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     finally:
         row.update(run_duration=time.time() - started)
         row.update(finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        trial.stop()
         returned(cfg, row)
+        # the study hears the outcome from the job, while it still beats: a finished trial is
+        # never left RUNNING without heartbeats for another worker to fail and rerun
+        trial.finish(row["status"], row["objective_value"])
+        trial.stop()
         if row["status"] in ("completed", "diverged", "pruned") and not cfg.checkpoint.keep:
             (out / LAST).unlink(missing_ok=True)  # a finished job is never continued
         write_results_row(out, row)
@@ -246,28 +234,48 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     return _number(row["objective_value"])
 
 
-def stopping(cfg: DictConfig, row: dict[str, Any], state: TrainState, trial: OptunaTrial) -> bool:
-    """True when the job ends after this epoch: its loss diverged, its trial was pruned (never
-    after the last epoch), or the monitor has not improved for ``patience`` epochs."""
+def refused(cfg: DictConfig, info: JobInfo, trial: OptunaTrial, error: Exception) -> None:
+    """A job refused by its knobs or its data changes nothing it finds in its folder. In a
+    sweep, where the row is what the user sees of a job, it leaves a ``failed`` row, but only
+    where there is none yet: an earlier attempt's results are never replaced."""
+    trial.finish("failed", None)
+    if info.multirun and not (info.output_dir / RESULTS_JSON).exists():
+        row = new_row(cfg, info, trial) | {"status": "failed", "objective_from": "failed"}
+        write_results_row(info.output_dir, row | {"error": f"{type(error).__name__}: {error}"})
+
+
+def stop_reason(
+    cfg: DictConfig, state: TrainState, trial: OptunaTrial, reported: float | None
+) -> str | None:
+    """Why the job ends after this epoch, or None: ``diverged`` (its training loss is not
+    finite), ``pruned`` (its Optuna trial, told ``reported`` every epoch, is to be stopped;
+    never after the last epoch) or ``early`` (the monitor has not improved for ``patience``)."""
+    if not math.isfinite(state.epoch_rows[-1]["loss"]):
+        return "diverged"
+    prune = trial.report(state.epoch, reported)  # every epoch, the last too
+    if state.epoch == cfg.epochs:
+        return None
+    if prune:
+        return "pruned"
+    return "early" if state.monitor.should_stop else None
+
+
+def end_early(
+    cfg: DictConfig, row: dict[str, Any], state: TrainState, trial: OptunaTrial, reason: str
+) -> None:
+    """Record why the job stopped before its last epoch; a pruned trial ends PRUNED."""
     epoch, loss = state.epoch, state.epoch_rows[-1]["loss"]
-    if not math.isfinite(loss):
+    if reason == "diverged":
         row.update(status="diverged", error=f"training loss became {loss} in epoch {epoch}")
         log.warning("diverged (loss %s) in epoch %d, stopped", loss, epoch)
-        return True
-    prune = trial.report(epoch, _reported(row, cfg.objective))  # every epoch, the last too
-    if epoch == cfg.epochs:
-        return False
-    if prune:  # a pruned run: no test pass, no model.pt
-        trial.prune()  # the trial ends as PRUNED in the study
+    elif reason == "pruned":  # a pruned run: no test pass, no model.pt
+        trial.prune()
         row.update(status="pruned")
         log.info("pruned after epoch %d (trial %d)", epoch, trial.number)
-        return True
-    if state.monitor.should_stop:
+    else:
         row.update(stopped_early_at=epoch)
         log.info("early stopping after epoch %d: no better %s for %d epochs",
                  epoch, cfg.monitor, state.monitor.bad_epochs)  # fmt: skip
-        return True
-    return False
 
 
 def outcome(row: dict[str, Any], out: Path) -> str:
@@ -492,9 +500,19 @@ def _lr(state: TrainState) -> float:
     return float(state.optimizer.param_groups[0]["lr"])
 
 
+def _elapsed(checkpoint: dict[str, Any]) -> float:
+    """Seconds a checkpointed job had run when its ``last.pt`` was written (older checkpoints:
+    the run duration of its last epoch row)."""
+    if isinstance(checkpoint.get("elapsed"), (int, float)):
+        return float(checkpoint["elapsed"])
+    rows = checkpoint.get("epoch_rows") or []
+    return float(rows[-1].get("run duration", 0.0)) if rows else 0.0
+
+
 def _number(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
 def _fmt(value: float | None) -> str:
+    """A metric in a log line (``-`` when the epoch has none)."""
     return "-" if value is None else f"{value:.4f}"

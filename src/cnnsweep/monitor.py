@@ -7,6 +7,7 @@ by default: higher is better; a ``*_loss`` metric: lower is better).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,11 +23,15 @@ class Monitor:
     bad_epochs: int = 0
 
     def update(self, epoch: int, value: float | None) -> bool:
-        """Record the epoch's value; True when it is the best so far (ties keep the earlier)."""
+        """Record the epoch's value; True when it is the best so far (ties keep the earlier).
+
+        A non-finite value (a NaN loss) is never best: it counts as an epoch without progress.
+        """
         if value is None:
             return False
-        better = self.best is None or (
-            value < self.best if self.metric.endswith("loss") else value > self.best
+        better = math.isfinite(value) and (
+            self.best is None
+            or (value < self.best if self.metric.endswith("loss") else value > self.best)
         )
         if better:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0

@@ -10,8 +10,10 @@ one hook the plugin offers between ``ask`` and ``launch``, ``_configure_trials``
    ``++optuna.trial`` (the trial number) and ``++optuna.pruner=${hydra:sweeper.pruner}``. The job
    (``cnnsweep.pruning.OptunaTrial``) reports its validation accuracy per epoch to that trial and,
    when the pruner says so, stops and tells the study the trial is PRUNED itself.
-2. The study's ``tell`` skips trials that are already finished (``skip_if_finished=True``), so the
-   loop's COMPLETE for a returned job leaves a PRUNED trial PRUNED (unpatched, Optuna raises).
+2. A job tells its trial how it ended (COMPLETE, PRUNED, FAIL) itself, before its heartbeat stops:
+   the plugin tells a batch's trials only when the whole batch has ended, and meanwhile another
+   worker would see a finished job's silent trial as stale, fail it and run it again. The
+   study's ``tell`` in the plugin's loop skips trials that are already finished.
 
 And three things a shared, resumable study needs:
 
@@ -89,13 +91,64 @@ def open_storage(url: str | None) -> Any:
     return optuna.storages.RDBStorage(url)
 
 
+PASSWORD_KEYS = ("password", "passwd")  # query keys the MySQL and PostgreSQL drivers read
+
+
+def _parse(url: str) -> Any:
+    """SQLAlchemy's own reading of a URL (what the storage would connect with), or None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(str(url))
+    except (ArgumentError, ValueError):
+        return None
+
+
 def has_password(url: str | None) -> bool:
-    """True when a storage URL carries a password (``user:pw@host`` or ``?password=``)."""
-    if not url:
+    """True when a storage URL carries a password: in its user part as SQLAlchemy reads it
+    (``user:pa?ss@host``), or as a ``password``/``passwd`` query key."""
+    if not url or str(url).startswith(JOURNAL):
         return False
-    head, _, query = str(url).partition("?")
-    userinfo = head.partition("://")[2].rpartition("@")[0]
-    return ":" in userinfo or any(k.lower() == "password" for k, _ in parse_qsl(query))
+    parsed = _parse(url)
+    if parsed is None:
+        return False
+    keys = {k.lower() for k in parsed.query}
+    return parsed.password is not None or bool(keys & set(PASSWORD_KEYS))
+
+
+def hide_password(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for errors, logs and notes)."""
+    if not has_password(url):
+        return str(url)  # as given: SQLAlchemy would re-encode a path's ":" and "@"
+    parsed = _parse(url)
+    hidden = {k: "***" for k in parsed.query if k.lower() in PASSWORD_KEYS}
+    shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")  # the query's stars, as the user part shows them
+
+
+STORAGE_FORMS = (
+    "sqlite:///studies/x.db, postgresql://user@host/db, mysql://user@host/db or "
+    "journal:///studies/x.log"
+)
+
+
+def storage_error(url: str | None) -> str | None:
+    """Why ``url`` is no storage Optuna can open (None: it may be), without connecting."""
+    if not url or str(url).startswith(JOURNAL):
+        return None
+    parsed = _parse(url)
+    problem = "is not a URL"
+    if parsed is not None:
+        try:
+            parsed.get_dialect()
+            return None
+        except Exception as e:  # NoSuchModuleError: an unknown dialect or a missing driver
+            problem = f"cannot be opened ({type(e).__name__}: {e})".splitlines()[0]
+    return (
+        f"hydra.sweeper.storage={hide_password(str(url))} {problem}: use {STORAGE_FORMS} "
+        "(or null: a study in memory)"
+    )
 
 
 PASSWORD_HELP = (
@@ -188,7 +241,9 @@ def fail_stale_trials(storage: Any, study_name: str | None) -> None:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:  # a new study: nothing can be stale
         return
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9, and unchanged
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def _create_tables(storage: str | None, attempts: int = 5) -> None:
@@ -206,6 +261,24 @@ def _create_tables(storage: str | None, attempts: int = 5) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 + attempt)
+
+
+def _tell_unless_finished(tell: Any) -> Any:
+    """``study.tell`` for the plugin's loop: a trial its job already told (COMPLETE, PRUNED,
+    FAIL) is left as it is, without Optuna's info line for every such trial."""
+    import optuna
+
+    @functools.wraps(tell)
+    def tell_once(*args: Any, **kwargs: Any) -> Any:
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+        try:
+            return tell(*args, skip_if_finished=True, **kwargs)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+
+    tell_once.skips_finished = True  # type: ignore[attr-defined]
+    return tell_once
 
 
 class PruningOptunaSweeper(OptunaSweeper):
@@ -226,6 +299,8 @@ class PruningOptunaSweeper(OptunaSweeper):
         # refused before the storage is opened, and before any job, row or log is written
         if has_password(storage):
             refuse(PASSWORD_HELP)
+        if storage_error(storage):
+            refuse(storage_error(storage))
         error = direction_error(objective, kwargs.get("direction"))
         if error:  # a study maximizing a loss would prune and rank backwards
             refuse(error)
@@ -272,8 +347,8 @@ class PruningOptunaSweeper(OptunaSweeper):
     def _configure_trials(self, trials: list[Any], *args: Any) -> Sequence[Sequence[str]]:
         study = trials[0].study
         fail_stale_trials(study._storage, study.study_name)  # a retry joins the next batch
-        if not isinstance(study.tell, functools.partial):
-            study.tell = functools.partial(study.tell, skip_if_finished=True)
+        if not getattr(study.tell, "skips_finished", False):
+            study.tell = _tell_unless_finished(study.tell)
         self._reseed(trials[0])
         overrides = self._plugin_configure_trials(trials, *args)
         return [

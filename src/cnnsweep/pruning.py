@@ -128,19 +128,25 @@ class OptunaTrial:
 
     def _adopt_checkpoint(self, trial: Any, job_dir: Path) -> None:
         """A retry of a failed trial (same params) continues from that trial's ``last.pt``: it
-        is copied here with the TensorBoard events, and the job's resume finds it."""
+        is copied here with the TensorBoard events, and the job's resume finds it. A retry of a
+        retry continues from the newest attempt's. The dead attempt's row becomes ``retried``."""
         import optuna
 
+        storage = trial.study._storage
         with warnings.catch_warnings():  # "experimental" since Optuna 2.8, and unchanged
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            failed = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(
-                trial.study._storage.get_trial(trial._trial_id)
+            history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(
+                storage.get_trial(trial._trial_id)
             )
-        if failed is None or (job_dir / "last.pt").exists():
+        if not history:
             return
-        storage = trial.study._storage
+        failed = history[-1]  # the newest dead attempt: it continued the ones before it
         failed_id = storage.get_trial_id_from_study_id_trial_number(trial.study._study_id, failed)
         old = storage.get_trial(failed_id).user_attrs.get("job_dir")
+        if old and Path(old).resolve() != job_dir.resolve():
+            mark_retried(Path(old), self.number, job_dir)
+        if (job_dir / "last.pt").exists():
+            return
         if not old or not (Path(old) / "last.pt").is_file():
             log.info("trial %d retries trial %d, which left no checkpoint", self.number, failed)
             return
@@ -162,6 +168,27 @@ class OptunaTrial:
         trial.report(float(value), step=epoch)
         return bool(trial.should_prune())
 
+    def finish(self, status: str, value: float | None) -> None:
+        """Tell the study how the job ended, from the job itself and while its heartbeat still
+        runs: ``completed`` with a finite value is COMPLETE, ``failed``/``diverged`` (or no
+        finite value) FAIL. ``pruned`` was told by ``prune``; ``interrupted`` is left RUNNING
+        for the next worker to fail as stale and retry. The sweeper's own ``tell`` afterwards
+        finds the trial finished and leaves it as it is."""
+        if not self.active or status in ("pruned", "interrupted"):
+            return
+        import optuna
+
+        try:
+            trial = self._load()
+            if len(trial.study.directions) != 1:
+                return  # several objectives: the sweeper tells the values the job returns
+            ok = status == "completed" and value is not None and math.isfinite(value)
+            state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
+            trial.study.tell(trial.number, float(value) if ok else None, state=state,
+                             skip_if_finished=True)  # fmt: skip
+        except Exception as e:  # the sweeper tells it too: a storage hiccup costs nothing
+            log.warning("trial %d: outcome not told to the study (%s)", self.number, e)
+
     def prune(self) -> None:
         """End the trial as PRUNED in the study (its value: the last reported one)."""
         if not self.active:
@@ -172,6 +199,18 @@ class OptunaTrial:
         self.stop()
         trial.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
         log.info("trial %d of study %r pruned", self.number, self.study_name)
+
+
+def mark_retried(job_dir: Path, number: int | None, new_dir: Path) -> None:
+    """The row of a dead trial's folder says which trial took over (status ``retried``): it
+    stays neither ``running`` forever nor counts as completed or failed."""
+    from cnnsweep.tracking import read_results_row, write_results_row
+
+    row = read_results_row(job_dir)
+    if row is None or row.get("status") not in ("running", "interrupted"):
+        return
+    row.update(status="retried", error=f"retried by trial {number} in {new_dir.resolve()}")
+    write_results_row(job_dir, row)
 
 
 def _beat(record: Callable[[], None], interval: float, stopped: threading.Event) -> None:

@@ -22,15 +22,11 @@ from typing import Any
 
 import pandas as pd
 
-from cnnsweep.identity import HPARAMS, config_id
+from cnnsweep.identity import HPARAM_PATHS, HPARAMS, JOB_STATUSES, STATUSES, config_id
 from cnnsweep.tracking import EPOCHS_JSON, RESULTS_JSON
 from cnnsweep.validation import METRICS
 
 DEFAULT_ROOTS = ("multirun", "outputs")
-# a job's own statuses, then the aggregate's; also the order unranked jobs are listed in
-STATUSES = ("completed", "pruned", "diverged", "failed", "interrupted", "running", "corrupt",
-            "missing")  # fmt: skip
-JOB_STATUSES = STATUSES[:-2]
 TIMESTAMPS = ("started_at", "finished_at")
 # number columns kept numeric even when no job filled them (a sweep where every job failed)
 NUMBERS = (*METRICS, "objective_value", "last_train_loss", "last_train_acc", "last_val_loss",
@@ -40,12 +36,6 @@ EPOCH_LEAD = ("run", "epoch", "loss", "accuracy", "epoch duration", "run duratio
 # what an epoch row is told of its job (besides the hyperparameters)
 EPOCH_JOB = ("sweep", "status", "job_dir", "config_id", "study_name", "trial_number")
 SKIP_DIRS = {"tb", ".submitit", "__pycache__", ".git", ".venv", "node_modules"}
-# where .hydra/config.yaml keeps each column (for a job that left no usable row)
-CONFIG_KEYS = {"model": "model.name", "width": "model.width", "depth": "model.depth",
-               "dropout": "model.dropout", "data": "data.name", "optimizer": "optimizer.name",
-               "weight_decay": "optimizer.weight_decay", "val_fraction": "data.val_fraction",
-               "augment": "augment.name", "scheduler": "scheduler.name", "ema": "ema.decay",
-               "patience": "early_stopping.patience"}  # fmt: skip
 
 
 def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
@@ -89,7 +79,7 @@ def _hydra_row(job_dir: Path) -> dict[str, Any]:
         return {}
     row: dict[str, Any] = {}
     for name in (*HPARAMS, "objective"):
-        key = CONFIG_KEYS.get(name, name)
+        key = HPARAM_PATHS.get(name, name)
         try:
             value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         except Exception:

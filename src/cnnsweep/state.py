@@ -104,8 +104,11 @@ def save_atomic(payload: dict[str, Any], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def save_last(job_dir: Path, state: TrainState, config: dict[str, Any]) -> None:
-    save_atomic({"format": FORMAT, "config": config, **state.state_dict()}, job_dir / LAST)
+def save_last(job_dir: Path, state: TrainState, config: dict[str, Any], **extra: Any) -> None:
+    """``last.pt``: the state, the learning config it belongs to, and ``extra`` plain values
+    (the job's clock: ``elapsed`` seconds and ``started_at``)."""
+    payload = {"format": FORMAT, "config": config, **extra, **state.state_dict()}
+    save_atomic(payload, job_dir / LAST)
 
 
 def set_aside(path: Path, reason: str) -> None:

@@ -81,6 +81,25 @@ def clear_job_outputs(job_dir: str | Path, keep_checkpoint: bool = False) -> Non
         shutil.rmtree(job_dir / "tb", ignore_errors=True)
 
 
+def move_job_outputs(job_dir: str | Path) -> Path:
+    """Move what a job wrote in ``job_dir`` (rows, weights, pictures, events, checkpoint)
+    together into ``job_dir/replaced/<UTC time>/``, where the aggregate and the user still find
+    them (``results.json`` beside its ``model.pt``). Returns that folder."""
+    from datetime import datetime, timezone
+
+    job_dir = Path(job_dir)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target, n = job_dir / "replaced" / stamp, 1
+    while target.exists():
+        n += 1
+        target = job_dir / "replaced" / f"{stamp}-{n}"
+    target.mkdir(parents=True)
+    for name in (*JOB_OUTPUTS, "last.pt", "last.pt.unusable", "tb"):
+        if (job_dir / name).exists():
+            os.replace(job_dir / name, target / name)
+    return target
+
+
 def _jsonable(value: Any) -> Any:
     """NaN/inf are not JSON: a diverged loss is written as null."""
     if isinstance(value, float) and not math.isfinite(value):
