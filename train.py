@@ -10,17 +10,21 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cnnsweep.data import DatasetError
-from cnnsweep.job import ConfigError, run_job
+from cnnsweep.data.types import DatasetError
+from cnnsweep.sweep.resolvers import register_resolvers
+from cnnsweep.train.job import ConfigError, run_job
 
 log = logging.getLogger("train")
 # Hydra 1.4 warns about every callback it instantiates without an execution whitelist; the one
-# conf/config.yaml names is this repo's own (cnnsweep.callbacks.SweepSummary)
+# conf/config.yaml names is this repo's own (cnnsweep.sweep.callbacks.SweepSummary)
 warnings.filterwarnings(
     "ignore",
     message=r"hydra\.utils\.instantiate\(\) resolved _target_='cnnsweep\.",
     category=UserWarning,
 )
+
+
+register_resolvers()  # ${cnnsweep.worker:} in the search presets' sweep folders
 
 
 @hydra.main(config_path="conf", config_name="config")

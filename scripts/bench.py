@@ -27,13 +27,15 @@ import torch.nn.functional as F
 import torchvision
 from omegaconf import OmegaConf
 
-from cnnsweep.data import Split, load_torchvision, to_float
-from cnnsweep.job import compile_model
-from cnnsweep.loop import Recipe, train_one_epoch
+from cnnsweep.data.normalise import to_float
+from cnnsweep.data.torchvision_sets import load_torchvision
+from cnnsweep.data.types import Split
 from cnnsweep.models import build_model
-from cnnsweep.monitor import Monitor
-from cnnsweep.runtime import ConfigError, check_precision
-from cnnsweep.state import TrainState
+from cnnsweep.train.job import compile_model
+from cnnsweep.train.loop import Recipe, train_one_epoch
+from cnnsweep.train.monitor import Monitor
+from cnnsweep.train.runtime import ConfigError, check_precision
+from cnnsweep.train.state import TrainState
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = OmegaConf.load(REPO / "conf/data/fashion_mnist.yaml")

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from cnnsweep.data import load_torchvision
+from cnnsweep.data.torchvision_sets import load_torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"

@@ -57,7 +57,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from cnnsweep.job import run_job
+    from cnnsweep.train.job import run_job
 
     imports = time.perf_counter() - t0
     GlobalHydra.instance().clear()

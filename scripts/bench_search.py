@@ -27,7 +27,7 @@ import optuna
 import torch
 from omegaconf import OmegaConf
 
-from cnnsweep.data import load_torchvision
+from cnnsweep.data.torchvision_sets import load_torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -114,7 +114,7 @@ def run_cli(
 @pytest.fixture(scope="session")
 def tiny_job(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished 2-epoch job on tiny Fashion-MNIST, shared by the tests that only read it."""
-    from cnnsweep.job import run_job
+    from cnnsweep.train.job import run_job
 
     out = tmp_path_factory.mktemp("job")
     GlobalHydra.instance().clear()

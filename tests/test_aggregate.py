@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cnnsweep import aggregate
-from cnnsweep.results import frame
-from cnnsweep.tracking import write_epoch_rows, write_results_row
+from cnnsweep.files import write_epoch_rows, write_results_row
+from cnnsweep.results import cli as aggregate
+from cnnsweep.results.load import frame
+from cnnsweep.results.stats import seed_stats
 
 
 def make_job(job_dir: Path, epochs: int = 2, **row: Any) -> Path:
@@ -42,7 +43,7 @@ def make_job(job_dir: Path, epochs: int = 2, **row: Any) -> Path:
 
 def over_seeds(runs: list[dict[str, Any]], objective: str = "val_acc") -> list[dict[str, Any]]:
     """``seed_stats`` of ``runs.json``'s rows, as dicts."""
-    return aggregate.seed_stats(frame(runs), objective)[0].to_dict("records")
+    return seed_stats(frame(runs), objective)[0].to_dict("records")
 
 
 def make_sweep(root: Path, rows: list[dict[str, Any]]) -> Path:

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, free_port, get_json, run_cli, wait_for_studies, write_idx_dataset
 from test_optuna_retry import kill_and_retry
 
-from cnnsweep.optuna_sweeper import storage_url
+from cnnsweep.sweep.storage import storage_url
 
 pytestmark = pytest.mark.cluster
 

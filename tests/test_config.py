@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import CONF, run_cli
 
-from cnnsweep.job import build_optimizer, hyperparameters, validate
 from cnnsweep.models import build_model, model_spec
+from cnnsweep.train.job import build_optimizer, hyperparameters, validate
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))

@@ -10,15 +10,11 @@ import torch
 from conftest import CONF, make_images, write_csv_dataset, write_idx, write_idx_dataset
 from omegaconf import OmegaConf
 
-from cnnsweep.data import (
-    DatasetError,
-    Split,
-    iterate_batches,
-    load_data,
-    load_torchvision,
-    read_csv_split,
-    split_train_val,
-)
+from cnnsweep.data.csv_files import read_csv_split
+from cnnsweep.data.load import load_data
+from cnnsweep.data.splits import iterate_batches, split_train_val
+from cnnsweep.data.torchvision_sets import load_torchvision
+from cnnsweep.data.types import DatasetError, Split
 
 
 def data_cfg(name: str, **over) -> OmegaConf:

@@ -32,11 +32,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from PIL import Image
 
-from cnnsweep import image_folder
-from cnnsweep.data import DatasetError, denormalise, load_data, load_test_split, to_float
-from cnnsweep.image_folder import Conversion, read_image
-from cnnsweep.job import run_job
+from cnnsweep.data import image_folder
+from cnnsweep.data.images import Conversion, read_image
+from cnnsweep.data.load import load_data, load_test_split
+from cnnsweep.data.normalise import denormalise, to_float
+from cnnsweep.data.types import DatasetError
 from cnnsweep.predict import load_trained, main, prepare_image
+from cnnsweep.train.job import run_job
 
 # overrides of the image-folder jobs: 32x32 colour images, a model that takes them
 FOLDER_JOB = ["data=image_folder", "data.image_size=32", "model=bn_cnn", "epochs=2"]
@@ -166,7 +168,7 @@ def test_cache_is_used_then_rebuilt_when_a_file_changes(
     real = image_folder._convert_folder
     monkeypatch.setattr(image_folder, "_convert_folder", lambda *a: converted.append(1) or real(*a))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="cnnsweep.image_folder"):
+    with caplog.at_level(logging.INFO, logger="cnnsweep.data.image_folder"):
         again = load_data(cfg, seed=0)
     assert converted == [] and "read from the cache" in caplog.text
     assert torch.equal(first.train.images, again.train.images) and again.skipped == first.skipped
@@ -333,7 +335,7 @@ def test_tensorboard_grid_in_true_colours(tmp_path: Path) -> None:
     """What the job logs as sample images: denormalised, they keep their colours."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from cnnsweep.tracking import TensorBoardRun
+    from cnnsweep.train.tensorboard import TensorBoardRun
 
     arr = np.stack([band_picture(k, (16, 16)).transpose(2, 0, 1) for k in range(3)])
     mean, std = [0.2, 0.3, 0.4], [0.2, 0.25, 0.3]
@@ -456,7 +458,7 @@ def test_a_broken_symbolic_link_is_skipped_with_a_warning(
     cfg = folder_cfg(root, tmp_path / "cache")
     for _ in range(2):  # converted, then read from the cache: skipped and named both times
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="cnnsweep.image_folder"):
+        with caplog.at_level(logging.WARNING, logger="cnnsweep.data.image_folder"):
             data = load_data(cfg, seed=0)
         assert data.skipped == [str(root / "apple" / "broken.png")]  # the job's skipped_files
         assert caplog.text.count("skipped ") == 1

@@ -1,4 +1,4 @@
-"""Every row says exactly what it measured, a rerun leaves nothing stale, one config identity."""
+"""Every row says exactly what it measured, a rerun leaves nothing stale, one config schema."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from cnnsweep import identity
-from cnnsweep.job import METRICS, run_job
+from cnnsweep import schema
+from cnnsweep.schema import METRICS
+from cnnsweep.train.job import run_job
 
 QUIET = ["reports=false", "tensorboard.graph=false", "tensorboard.histograms=false"]
 
@@ -25,7 +26,7 @@ def test_row_objective_and_weights_describe_the_kept_epoch(
     compose_cfg, tmp_path: Path, monkeypatch
 ) -> None:
     """A scripted run whose best epoch (2) is not the last (3)."""
-    import cnnsweep.job as job
+    import cnnsweep.train.job as job
 
     script = iter([0.5, 0.9, 0.7])
     weights = {}
@@ -89,16 +90,16 @@ def test_moving_the_data_or_changing_the_objective_does_not_retrain(
 
 
 def test_one_definition_serves_resume_run_names_and_seed_groups(compose_cfg) -> None:
-    a = identity.learning_config(compose_cfg(["data_dir=/a", "objective=val_loss"]))
-    b = identity.learning_config(compose_cfg(["data_dir=/b", "device=cpu", "reports=false"]))
+    a = schema.learning_config(compose_cfg(["data_dir=/a", "objective=val_loss"]))
+    b = schema.learning_config(compose_cfg(["data_dir=/b", "device=cpu", "reports=false"]))
     assert a == b and "objective" not in a and "root" not in a["data"]
-    assert identity.config_id(a | {"seed": 1}) == identity.config_id(b | {"seed": 2})
-    assert identity.config_id(a) != identity.config_id(a | {"lr": 0.5})
+    assert schema.config_id(a | {"seed": 1}) == schema.config_id(b | {"seed": 2})
+    assert schema.config_id(a) != schema.config_id(a | {"lr": 0.5})
     overrides = ["lr=0.01", "data_dir=/x", "device=cpu", "++optuna.trial=3", "batch_size=100",
                  "tensorboard.graph=false", "model=cnn"]  # fmt: skip
-    name = identity.run_name(overrides)
+    name = schema.run_name(overrides)
     assert name == "batch_size=100,lr=0.01,model=cnn"
-    assert identity.run_name(["threads=1", "objective=val_loss"]) == "default"
+    assert schema.run_name(["threads=1", "objective=val_loss"]) == "default"
 
 
 def test_hparams_columns_are_the_same_in_a_run_that_diverged(compose_cfg, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from conftest import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from cnnsweep.job import ConfigError, run_job, validate
+from cnnsweep.train.job import ConfigError, run_job, validate
 
 HPARAMS = ["lr", "batch_size", "shuffle", "epochs", "seed", "model", "data", "optimizer"]
 

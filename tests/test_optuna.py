@@ -15,14 +15,9 @@ import optuna
 import pytest
 from conftest import REPO, free_port, get_json, run_cli, wait_for_studies
 
-from cnnsweep.optuna_sweeper import (
-    direction_error,
-    has_password,
-    hide_password,
-    open_storage,
-    storage_url,
-)
-from cnnsweep.pruning import OptunaTrial, reported_metric
+from cnnsweep.sweep.optuna_sweeper import direction_error
+from cnnsweep.sweep.storage import has_password, hide_password, open_storage, storage_url
+from cnnsweep.sweep.trial import OptunaTrial, reported_metric
 
 PRESET = "hparams_search=fashion_mnist_optuna"
 STUDY = "fashion_mnist"  # the preset's study_name; storage studies/fashion_mnist.db under the cwd

@@ -10,14 +10,14 @@ import torch
 from conftest import CONF
 from omegaconf import OmegaConf
 
-from cnnsweep.augment import build_augment, erase, hflip, shift
-from cnnsweep.data import Split
-from cnnsweep.job import ConfigError, run_job, validate
-from cnnsweep.loop import Recipe, evaluate, train_one_epoch
+from cnnsweep.data.types import Split
 from cnnsweep.models import build_model, count_params, forward_flops, min_image_size
-from cnnsweep.monitor import Monitor
 from cnnsweep.predict import load_trained
-from cnnsweep.schedule import build_scheduler
+from cnnsweep.train.augment import build_augment, erase, hflip, shift
+from cnnsweep.train.job import ConfigError, run_job, validate
+from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
+from cnnsweep.train.monitor import Monitor
+from cnnsweep.train.schedule import build_scheduler
 
 QUIET = ["reports=false", "tensorboard.graph=false", "tensorboard.histograms=false"]
 FILL = torch.tensor([-1.0])
@@ -80,8 +80,8 @@ def test_augment_keeps_shape_dtype_device_order_and_is_seeded(name: str) -> None
 
 
 def test_training_batches_are_augmented_evaluation_batches_never() -> None:
-    from cnnsweep.ema import EMA  # noqa: F401  (the state's optional parts)
-    from cnnsweep.state import TrainState
+    from cnnsweep.train.ema import EMA  # noqa: F401  (the state's optional parts)
+    from cnnsweep.train.state import TrainState
 
     calls = []
 
@@ -153,7 +153,7 @@ def test_monitor_stops_after_patience_epochs_without_improvement() -> None:
 def test_early_stopping_ends_the_job_and_the_row_says_when(
     compose_cfg, tmp_path: Path, monkeypatch
 ) -> None:
-    import cnnsweep.job as job
+    import cnnsweep.train.job as job
 
     script = iter([0.5, 0.6, 0.55, 0.58, 0.9, 0.9])
     real = job.evaluate_epoch
@@ -255,7 +255,7 @@ def test_bad_recipe_values_are_one_line_errors(
 
 
 def test_bf16_is_refused_on_a_cpu_without_it(compose_cfg, monkeypatch) -> None:
-    import cnnsweep.runtime as runtime
+    import cnnsweep.train.runtime as runtime
 
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     with pytest.raises(ConfigError, match="precision=bf16 is not allowed on this CPU"):

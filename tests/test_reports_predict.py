@@ -14,8 +14,8 @@ import torch
 from conftest import run_cli
 from PIL import Image
 
-from cnnsweep.job import run_job
 from cnnsweep.predict import PredictError, load_trained, main, prepare_image
+from cnnsweep.train.job import run_job
 
 PICTURES = ["plot.png", "samples.png", "filters.png", "confusion_matrix.png"]
 FASHION = [

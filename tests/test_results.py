@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from test_aggregate import make_job, make_sweep
 
-from cnnsweep.identity import HPARAMS
-from cnnsweep.results import STATUSES, load_epochs, load_runs
+from cnnsweep.results.load import STATUSES, load_epochs, load_runs
+from cnnsweep.schema import KNOBS
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_load_epochs_joins_the_job_and_numbers_runs_by_job(sweep: Path, tmp_path
     assert list(epochs.columns[:7]) == [
         "run", "epoch", "loss", "accuracy", "epoch duration", "run duration", "lr"
     ]  # fmt: skip
-    assert set(HPARAMS) <= set(epochs.columns)
+    assert set(KNOBS) <= set(epochs.columns)
     assert {"val_loss", "val_accuracy", "sweep", "status", "job_dir", "config_id"} <= set(epochs)
     # the epoch rows do not repeat these: they come from the job's row
     assert set(epochs["batch_size"]) == {100} and set(epochs["optimizer"]) == {"adam"}
@@ -101,7 +101,7 @@ def test_optuna_trials_are_numbered_by_trial_and_kept_apart_by_folder(tmp_path: 
 def test_default_folders_and_nothing_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert load_runs().empty and load_epochs().empty  # no multirun/, no outputs/: no rows
-    assert {"sweep", "job", "status", "job_dir", "config_id", *HPARAMS} <= set(load_runs())
+    assert {"sweep", "job", "status", "job_dir", "config_id", *KNOBS} <= set(load_runs())
     make_job(tmp_path / "outputs" / "2026-01-01" / "10-00-00", sweep_dir=None)
     make_job(tmp_path / "elsewhere" / "0")
     runs = load_runs()

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO, write_idx_dataset
 
-from cnnsweep.job import run_job
+from cnnsweep.train.job import run_job
 
 QUIET = ["progress=false", "reports=false", "tensorboard.graph=false"]
 RECIPE = ["model=cnn", "model.width=8", "augment=shift_flip", "scheduler=onecycle", "ema=on"]

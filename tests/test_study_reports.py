@@ -11,7 +11,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from test_aggregate import make_job
 
-from cnnsweep import aggregate
+from cnnsweep.results import cli as aggregate
+from cnnsweep.results.studies import open_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("optimization_history.png", "param_importances.png", "intermediate_values.png",
@@ -136,5 +137,5 @@ def test_study_reports_from_a_journal_storage(tmp_path: Path) -> None:
 def test_a_missing_journal_file_is_not_created(tmp_path: Path) -> None:
     gone = tmp_path / "moved.log"
     with pytest.raises(FileNotFoundError, match="no such file"):
-        aggregate.open_study("gone", f"journal:///{gone}")
+        open_study("gone", f"journal:///{gone}")
     assert not gone.exists() and list(tmp_path.iterdir()) == []

@@ -15,9 +15,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from cnnsweep import aggregate
-from cnnsweep.job import run_job
-from cnnsweep.runtime import cpu_count
+from cnnsweep.results import cli as aggregate
+from cnnsweep.train.job import run_job
+from cnnsweep.train.runtime import cpu_count
 
 # one job takes about a second: tiny data, one epoch, no per-job pictures
 SWEEP_FAST = ["epochs=1", "batch_size=50", "progress=false", "reports=false"]

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import OmegaConf
 
-from cnnsweep.data import DatasetError, Stat, dataset_folder, load_test_split, to_float
-from cnnsweep.image_folder import ImageReadError, conversion_for, read_image
+from cnnsweep.data.images import ImageReadError, conversion_for, read_image
+from cnnsweep.data.load import load_test_split
+from cnnsweep.data.normalise import to_float
+from cnnsweep.data.torchvision_sets import dataset_folder
+from cnnsweep.data.types import DatasetError, Stat
 from cnnsweep.models import build_model
 
 if TYPE_CHECKING:  # matplotlib is imported only when a picture is drawn

@@ -16,9 +16,10 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnnsweep.data import Stat, denormalise  # noqa: E402
+from cnnsweep.data.normalise import denormalise  # noqa: E402
+from cnnsweep.data.types import Stat
+from cnnsweep.files import atomic_write, write_json  # noqa: E402
 from cnnsweep.models import first_convs  # noqa: E402
-from cnnsweep.tracking import atomic_write, write_json  # noqa: E402
 
 
 def render_png(fig: Figure, dpi: int = 100) -> bytes:

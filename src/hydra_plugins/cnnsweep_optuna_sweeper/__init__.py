@@ -1,6 +1,6 @@
 """Registers cnnsweep's Optuna sweeper with Hydra, which instantiates only the plugin classes it
 finds in the ``hydra_plugins`` namespace (or in ``hydra.plugins`` entry points)."""
 
-from cnnsweep.optuna_sweeper import PruningOptunaSweeper
+from cnnsweep.sweep.optuna_sweeper import PruningOptunaSweeper
 
 __all__ = ["PruningOptunaSweeper"]

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnsweep.augment import Augment
-from cnnsweep.data import Split, iterate_batches
-from cnnsweep.runtime import autocast
+from cnnsweep.data.splits import iterate_batches
+from cnnsweep.data.types import Split
+from cnnsweep.train.augment import Augment
+from cnnsweep.train.runtime import autocast
 
 if TYPE_CHECKING:
-    from cnnsweep.state import TrainState
+    from cnnsweep.train.state import TrainState
 
 
 @dataclass

@@ -22,17 +22,21 @@ from typing import Any
 
 import pandas as pd
 
-from cnnsweep.identity import HPARAM_PATHS, HPARAMS, JOB_STATUSES, STATUSES, config_id
-from cnnsweep.tracking import EPOCHS_JSON, RESULTS_JSON
-from cnnsweep.validation import METRICS
+from cnnsweep.files import EPOCHS_JSON, RESULTS_JSON
+from cnnsweep.schema import (
+    EPOCH_LEAD,
+    JOB_STATUSES,
+    KNOBS,
+    LAST_METRICS,
+    METRICS,
+    STATUSES,
+    config_id,
+)
 
 DEFAULT_ROOTS = ("multirun", "outputs")
 TIMESTAMPS = ("started_at", "finished_at")
 # number columns kept numeric even when no job filled them (a sweep where every job failed)
-NUMBERS = (*METRICS, "objective_value", "last_train_loss", "last_train_acc", "last_val_loss",
-           "last_val_acc", "epoch_duration", "run_duration")  # fmt: skip
-# the seed's RunManager layout leads every epoch row
-EPOCH_LEAD = ("run", "epoch", "loss", "accuracy", "epoch duration", "run duration")
+NUMBERS = (*METRICS, "objective_value", *LAST_METRICS, "epoch_duration", "run_duration")
 # what an epoch row is told of its job (besides the hyperparameters)
 EPOCH_JOB = ("sweep", "status", "job_dir", "config_id", "study_name", "trial_number")
 SKIP_DIRS = {"tb", ".submitit", "__pycache__", ".git", ".venv", "node_modules"}
@@ -78,8 +82,8 @@ def _hydra_row(job_dir: Path) -> dict[str, Any]:
     except Exception:  # no .hydra, or unreadable: nothing to recover
         return {}
     row: dict[str, Any] = {}
-    for name in (*HPARAMS, "objective"):
-        key = HPARAM_PATHS.get(name, name)
+    for name in (*KNOBS, "objective"):
+        key = KNOBS.get(name, name)
         try:
             value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         except Exception:
@@ -141,7 +145,7 @@ def job_record(job_dir: str | Path, base: str | Path | None = None) -> dict[str,
     config = row.get("config")
     # the learning config names the configuration (seed, data location and objective left
     # out); rows without one fall back to their hyperparameter columns
-    key = config if isinstance(config, dict) else {k: row.get(k) for k in HPARAMS}
+    key = config if isinstance(config, dict) else {k: row.get(k) for k in KNOBS}
     lead = {
         "sweep": display_path(_sweep_of(job_dir, row), base),
         "job": _job_number(job_dir, row),
@@ -180,7 +184,7 @@ def load_runs(*dirs: str | Path, base: str | Path | None = None) -> pd.DataFrame
     """One row per job under ``dirs`` (default: ``multirun/`` and ``outputs/``).
 
     Columns: ``sweep, job, status``, the results row's keys as the job wrote them, ``job_dir``,
-    ``config_id`` (the seeds of one configuration share it), and every ``HPARAMS`` column.
+    ``config_id`` (the seeds of one configuration share it), and every ``KNOBS`` column.
     Numbers are numbers (integers as nullable ``Int64``), booleans ``boolean``, ``started_at``
     and ``finished_at`` UTC datetimes, ``status`` an ordered categorical (``STATUSES``), lists
     and dicts objects.
@@ -188,9 +192,9 @@ def load_runs(*dirs: str | Path, base: str | Path | None = None) -> pd.DataFrame
     rows = [job_record(d, base) for d in find_job_dirs(_roots(dirs))]
     if not rows:  # the columns every frame has, typed
         rows = [{"sweep": "", "job": 0, "status": "missing", "job_dir": "", "config_id": ""}]
-        return frame(rows).iloc[:0].reindex(columns=[*rows[0], *HPARAMS])
+        return frame(rows).iloc[:0].reindex(columns=[*rows[0], *KNOBS])
     df = frame(rows, ("sweep", "job", "status"))
-    df = df.reindex(columns=[*df.columns, *(c for c in HPARAMS if c not in df.columns)])
+    df = df.reindex(columns=[*df.columns, *(c for c in KNOBS if c not in df.columns)])
     return df.sort_values(["sweep", "job", "job_dir"], na_position="first", ignore_index=True)
 
 
@@ -209,7 +213,7 @@ def load_epochs(
         epochs, _ = _read_json(Path(base or ".") / job_dir / EPOCHS_JSON)
         if isinstance(epochs, list):
             rows += [{**e, "job_dir": job_dir} for e in epochs if isinstance(e, dict)]
-    joined = ["job", *(c for c in (*HPARAMS, *EPOCH_JOB) if c in runs.columns)]
+    joined = ["job", *(c for c in (*KNOBS, *EPOCH_JOB) if c in runs.columns)]
     job = runs[joined].rename(columns={"job": "run"})
     if not rows:
         return job.iloc[:0]
@@ -217,7 +221,7 @@ def load_epochs(
     # the job's values win: the run number and the knobs are the job's, whatever a row repeats
     df = df.drop(columns=[c for c in job.columns if c in df.columns and c != "job_dir"])
     df = df.merge(job, on="job_dir", how="left", validate="many_to_one")
-    order = [*EPOCH_LEAD, *HPARAMS, *(c for c in df.columns if c not in EPOCH_JOB), *EPOCH_JOB]
+    order = [*EPOCH_LEAD, *KNOBS, *(c for c in df.columns if c not in EPOCH_JOB), *EPOCH_JOB]
     df = df[list(dict.fromkeys(c for c in order if c in df.columns))]
     keys = ["sweep", "run", "job_dir", "epoch"]
     return df.sort_values(keys, na_position="first", ignore_index=True)

@@ -7,15 +7,12 @@ import math
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cnnsweep.augment import AUGMENTS
 from cnnsweep.models import MODELS, build_model, min_image_size, model_spec
-from cnnsweep.monitor import MONITORS
-from cnnsweep.runtime import ConfigError, check_precision, resolve_device, resolve_threads
-from cnnsweep.schedule import SCHEDULERS
-
-# what a results row reports, and the objectives a job may return
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-           "best_val_acc")  # fmt: skip
+from cnnsweep.schema import METRICS
+from cnnsweep.train.augment import AUGMENTS
+from cnnsweep.train.monitor import MONITORS
+from cnnsweep.train.runtime import ConfigError, check_precision, resolve_device, resolve_threads
+from cnnsweep.train.schedule import SCHEDULERS
 
 
 def validate(cfg: DictConfig) -> None:

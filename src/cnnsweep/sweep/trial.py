@@ -1,7 +1,7 @@
 """A job's handle on its Optuna trial: report each epoch's value, stop when the pruner says so.
 
-The Optuna sweeper (``cnnsweep.optuna_sweeper``) gives every job its trial identity as overrides:
-``optuna.study_name``, ``optuna.storage``, ``optuna.trial`` (the trial number) and
+The Optuna sweeper (``cnnsweep.sweep.optuna_sweeper``) gives every job its trial identity as
+overrides: ``optuna.study_name``, ``optuna.storage``, ``optuna.trial`` (the trial number) and
 ``optuna.pruner`` (the sweeper's ``hydra.sweeper.pruner`` config). Outside an Optuna search these
 are null and :class:`OptunaTrial` does nothing, so the training job needs no special case::
 
@@ -86,7 +86,7 @@ class OptunaTrial:
         if self._trial is None:
             import optuna
 
-            from cnnsweep.optuna_sweeper import open_storage
+            from cnnsweep.sweep.storage import open_storage
 
             storage = open_storage(self.storage)  # an RDB URL or a journal file
             trial_id = storage.get_trial_id_from_study_id_trial_number(
@@ -204,7 +204,7 @@ class OptunaTrial:
 def mark_retried(job_dir: Path, number: int | None, new_dir: Path) -> None:
     """The row of a dead trial's folder says which trial took over (status ``retried``): it
     stays neither ``running`` forever nor counts as completed or failed."""
-    from cnnsweep.tracking import read_results_row, write_results_row
+    from cnnsweep.files import read_results_row, write_results_row
 
     row = read_results_row(job_dir)
     if row is None or row.get("status") not in ("running", "interrupted"):

@@ -10,8 +10,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from cnnsweep.identity import STATUSES
-from cnnsweep.tracking import RESULTS_JSON, read_results_row
+from cnnsweep.files import RESULTS_JSON, read_results_row
+from cnnsweep.schema import STATUSES
 
 log = logging.getLogger(__name__)
 

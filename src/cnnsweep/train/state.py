@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnsweep.ema import EMA
-from cnnsweep.monitor import Monitor
+from cnnsweep.train.ema import EMA
+from cnnsweep.train.monitor import Monitor
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,16 @@
-"""What a configuration is, defined once.
+"""Every column of a results row, named once, and what a configuration is.
 
 A job's config mixes two kinds of keys: those that say what the job learns (so what its numbers
 mean) and those that only say where or how fast it runs. ``RUNTIME_KEYS`` lists the second kind;
-everything else is the first. The one list serves three places that must agree:
+everything else is the first. ``KNOBS`` names the learning knobs a leaderboard shows as columns
+and where the config keeps each. The rest of the repo derives from these lists:
 
+- the results row (``ROW``), its HParams entry, the epoch rows (``EPOCH_COLUMNS``);
 - resume: a finished job is skipped when its stored ``learning_config`` equals the new one;
 - run names: TensorBoard runs are named after the overrides that are not runtime keys;
-- the leaderboard: ``config_id`` groups the seeds of one configuration.
+- the leaderboard: ``config_id`` groups the seeds of one configuration, and its columns.
+
+A new knob is one line in ``KNOBS`` (plus its check in ``cnnsweep.train.validation``).
 """
 
 from __future__ import annotations
@@ -19,29 +23,15 @@ from typing import Any
 # dotted keys (a key also covers everything below it) that change where or how fast a job runs,
 # or what it reports, never what it learns
 RUNTIME_KEYS = (
-    "device",
-    "threads",
-    "compile",
-    "data_dir",
-    "data.root",
-    "data.download",
-    "data.debian_dir",
-    "data.cache_dir",
-    "progress",
-    "resume",
-    "reports",
-    "tensorboard",
-    "checkpoint",
-    "objective",
-    "test_every_epoch",
-    "hparams_search",
-    "optuna",
-)
+    "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
+    "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
+    "test_every_epoch", "hparams_search", "optuna",
+)  # fmt: skip
 
-# the knobs a leaderboard shows as columns, in this order (the results row holds them flat), and
-# where the job config keeps each: one list that the row, the HParams entry and the aggregate's
-# reading of a job with no usable row (.hydra/config.yaml) all derive from
-HPARAM_PATHS = {
+# the learning knobs a leaderboard shows as columns, in this order (the row holds them flat), and
+# where the job config keeps each (a dict: consumers iterate it when they run, so a knob added
+# here reaches the row, the HParams entry, the aggregate and a job with no usable row alike)
+KNOBS = {
     "lr": "lr",
     "batch_size": "batch_size",
     "shuffle": "shuffle",
@@ -63,8 +53,36 @@ HPARAM_PATHS = {
     "patience": "early_stopping.patience",
     "precision": "precision",
 }
-HPARAMS = tuple(HPARAM_PATHS)
 DEFAULTS = {"weight_decay": 0.0}  # what a knob a config leaves out means
+
+# what a job measures, and the objectives it may return
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+           "best_val_acc")  # fmt: skip
+LAST_METRICS = ("last_train_loss", "last_train_acc", "last_val_loss", "last_val_acc")
+
+# the results row, in order: status, knobs, objective, metrics, how it ran, where it is
+ROW_LEAD = ("status", "error")
+ROW_OBJECTIVE = ("objective", "objective_value", "objective_from")
+ROW_PROGRESS = ("best_epoch", "metrics_epoch", *LAST_METRICS, "epochs_run", "stopped_early_at",
+                "resumed_from_epoch")  # fmt: skip
+ROW_MODEL = ("params", "flops", "class_names", "skipped_files")
+ROW_RUN = ("epoch_duration", "run_duration", "run_name", "overrides", "job_num", "study_name",
+           "trial_number", "study_storage", "job_dir", "sweep_dir", "started_at", "finished_at",
+           "device", "threads", "versions", "config")  # fmt: skip
+
+
+def row_columns() -> tuple[str, ...]:
+    """Every key of a results row, in the order ``results.json`` lists them."""
+    return (*ROW_LEAD, *KNOBS, *ROW_OBJECTIVE, *METRICS, *ROW_PROGRESS, *ROW_MODEL, *ROW_RUN)
+
+
+# an epoch row: the seed's RunManager layout, the knobs it repeated, then this repo's columns
+EPOCH_LEAD = ("run", "epoch", "loss", "accuracy", "epoch duration", "run duration")
+EPOCH_KNOBS = ("lr", "batch_size", "shuffle", "epochs", "seed", "model", "data", "optimizer")
+EPOCH_METRICS = ("val_loss", "val_accuracy", "lr_now", "test_loss", "test_accuracy")
+# a row metric's epoch-row column (the monitor watches these)
+EPOCH_COLUMN = {"train_loss": "loss", "train_acc": "accuracy", "val_loss": "val_loss",
+                "val_acc": "val_accuracy"}  # fmt: skip
 
 # what a job's row can say of it, in the order a summary lists them: the job's own statuses
 # (``retried``: a dead Optuna trial's folder, continued by another trial), then the aggregate's
@@ -88,7 +106,7 @@ def hyperparameters(config: Any) -> dict[str, Any]:
 
     if isinstance(config, dict):
         config = OmegaConf.create(config)
-    row = {name: select(path) for name, path in HPARAM_PATHS.items()}
+    row = {name: select(path) for name, path in KNOBS.items()}
     for name, value in DEFAULTS.items():
         row[name] = value if row[name] is None else row[name]
     if select("ema.enabled") is False:

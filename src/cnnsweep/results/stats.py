@@ -1,0 +1,145 @@
+"""Ranking and statistics over seeds: what the leaderboard's numbers are."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cnnsweep.results.load import (
+    STATUSES,
+)
+from cnnsweep.schema import KNOBS
+
+
+def is_better(objective: str) -> str:
+    """``max`` for accuracies, ``min`` for losses."""
+    return "min" if objective.endswith("loss") else "max"
+
+
+def _numbers(runs: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as finite floats, NaN where missing or not a number."""
+    if column not in runs or pd.api.types.is_bool_dtype(runs[column]):
+        return pd.Series(np.nan, index=runs.index)
+    values = pd.to_numeric(runs[column], errors="coerce").astype("float64")
+    return values.where(np.isfinite(values))
+
+
+def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Completed jobs ranked best first by ``objective``, then the others by status.
+
+    ``objective`` defaults to the one most completed jobs were run with (``val_acc`` if none).
+    Returns the sorted rows with ``rank`` and ``score`` and the objective used.
+    """
+    if objective is None:
+        counts = runs.loc[runs["status"] == "completed"].get("objective", pd.Series()).dropna()
+        counts = counts.value_counts()
+        objective = min(counts.index, key=lambda k: (-counts[k], k)) if len(counts) else "val_acc"
+    score = _numbers(runs, objective)
+    ranked = (runs["status"] == "completed") & score.notna()
+    sign = -1.0 if is_better(objective) == "max" else 1.0
+    order = pd.DataFrame({
+        "unranked": ~ranked,
+        "key": np.where(ranked, sign * score, runs["status"].cat.codes),
+        "sweep": runs["sweep"], "job": runs["job"].fillna(-1), "job_dir": runs["job_dir"],
+    })  # fmt: skip
+    runs = runs.assign(score=score).loc[order.sort_values(list(order.columns)).index]
+    rank = pd.Series(range(1, len(runs) + 1), index=runs.index, dtype="Int64")
+    runs.insert(0, "rank", rank.mask(order["unranked"]))
+    return runs.reset_index(drop=True), objective
+
+
+def ci_bounds(metric: str) -> tuple[float | None, float | None]:
+    """The values ``metric`` can take, which its confidence interval is clipped to: [0, 1] for
+    an accuracy (a name ending in ``acc`` or ``accuracy``), >= 0 for a loss, else unbounded."""
+    if metric.endswith(("acc", "accuracy")):
+        return 0.0, 1.0
+    return (0.0, None) if metric.endswith("loss") else (None, None)
+
+
+def _seed_outcomes(runs: pd.DataFrame, ranked: pd.Series, objective: str) -> pd.DataFrame:
+    """Per configuration (index ``config_id``): ``seeds_total``, the distinct seeds its jobs ran
+    with whatever their status, and ``not_completed``, those of them no ranked job counts,
+    by status (``"1 pruned, 1 failed"``; ``""`` when every seed completed). A seed that completed
+    in one job and failed in another counts as completed."""
+    order = {s: i for i, s in enumerate(STATUSES)}
+    code = runs["status"].astype(object).map(order).fillna(len(STATUSES)).astype(int)
+    seeds = pd.DataFrame({
+        "config_id": runs["config_id"],
+        "seed": runs["seed"] if "seed" in runs else pd.Series(pd.NA, index=runs.index),
+        "code": code.where(~ranked, -1),  # -1: counted in the statistics
+    })  # fmt: skip
+    per_seed = seeds.groupby(["config_id", "seed"], dropna=False, sort=False)["code"].min()
+    per_seed = per_seed.reset_index()
+    names = [f"completed without {objective}", *STATUSES[1:], "of unknown status"]
+
+    def not_completed(codes: pd.Series) -> str:
+        counts = codes[codes >= 0].value_counts().sort_index()
+        return ", ".join(f"{n} {names[c]}" for c, n in counts.items())
+
+    groups = per_seed.groupby("config_id", sort=False)["code"]
+    return pd.DataFrame({"seeds_total": groups.size(), "not_completed": groups.agg(not_completed)})
+
+
+def seed_stats(runs: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, int]:
+    """Ranked jobs grouped by configuration: mean, std (and for ``objective`` a 95% Student t
+    interval, clipped to ``ci_bounds``) of the metrics over its distinct seeds; and how many
+    duplicate (configuration, seed) jobs were left out: of those only the one that finished
+    last counts.
+
+    ``n`` is the number of seeds the statistics are over; ``seeds_total`` the distinct seeds the
+    configuration's jobs ran with, any status; ``not_completed`` the difference by status
+    (``"1 failed"``, ``""`` when none): a failed, diverged or pruned seed is not in the mean.
+    Only configurations with a ranked job are listed."""
+    from scipy import stats
+
+    ranked = runs["rank"].notna()
+    done = runs[ranked]
+    end = pd.to_datetime(done.get("finished_at"), utc=True, errors="coerce", format="ISO8601")
+    done = done.assign(_end=end).sort_values(["_end", "job_dir"], na_position="first")
+    unique = done.drop_duplicates(["config_id", "seed"], keep="last")
+    metrics = list(dict.fromkeys((objective, "val_acc", "test_acc")))
+    values = pd.DataFrame({m: _numbers(unique, m) for m in metrics}, index=unique.index)
+    groups = values.groupby(unique["config_id"], sort=False)
+    table = groups.agg(["mean", "std"])
+    table.columns = [f"{m}_{s}" for m, s in table.columns]
+    knobs = [c for c in KNOBS if c != "seed" and c in unique]
+    table = unique.groupby("config_id", sort=False)[knobs].first().join(table)
+    table["n"] = groups.size()
+    table = table.join(_seed_outcomes(runs, ranked, objective))
+    table["best_rank"] = unique.groupby("config_id", sort=False)["rank"].min()
+    n, std = table["n"].astype("float64"), table[f"{objective}_std"]
+    half = stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)  # NaN for a single seed
+    low, high = ci_bounds(objective)
+    table["ci_low"] = (table[f"{objective}_mean"] - half).clip(low, high)
+    table["ci_high"] = (table[f"{objective}_mean"] + half).clip(low, high)
+    sign = -1.0 if is_better(objective) == "max" else 1.0
+    table = table.reset_index().assign(_key=sign * table[f"{objective}_mean"].to_numpy())
+    table = table.sort_values(["_key", "best_rank", "config_id"]).drop(columns="_key")
+    return table.reset_index(drop=True), len(done) - len(unique)
+
+
+def seeds_text(groups: pd.DataFrame) -> list[str]:
+    """The ``seeds`` cell of each configuration: ``3``, or ``2 of 3 (1 failed)`` when some of
+    its seeds did not complete."""
+    return [
+        str(n) if not missed else f"{n} of {total} ({missed})"
+        for n, total, missed in zip(groups["n"], groups["seeds_total"], groups["not_completed"])
+    ]
+
+
+def ci_method(objective: str) -> str:
+    """How the interval of the mean ``objective`` is computed, in words."""
+    low, high = ci_bounds(objective)
+    clip = (
+        "clipped to [0, 1] for an accuracy" if high is not None
+        else "cut at 0 for a loss" if low is not None
+        else "not clipped"
+    )  # fmt: skip
+    return f"Student's t over the completed seeds, mean ± t(0.975, n−1) · std / √n, {clip}"
+
+
+def varying(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """The columns with more than one known value among ``rows``."""
+    return [c for c in columns if c in rows and rows[c].nunique(dropna=True) > 1]

@@ -1,0 +1,114 @@
+"""Optuna's own pictures and trials table for every study the rows' trials belong to."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cnnsweep.files import atomic_write
+from cnnsweep.reports import save_figure
+from cnnsweep.sweep.storage import JOURNAL, hide_password, open_storage
+
+
+def open_study(name: str, url: str) -> Any:
+    """The study, read from its storage (an RDB URL, or the sweeper's ``journal:///`` file);
+    never creates a database, a table or a journal file."""
+    import optuna
+
+    if url.startswith(JOURNAL):  # the sweeper's journal file; Optuna would create it
+        path = url[len(JOURNAL) :]
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such file {path}")
+        return optuna.load_study(study_name=name, storage=open_storage(url))
+    if url.startswith("sqlite:///"):  # SQLAlchemy would create a missing file
+        path = url[len("sqlite:///") :].partition("?")[0]
+        if path not in ("", ":memory:") and not Path(path).is_file():
+            raise FileNotFoundError(f"no such file {path}")
+    storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
+    """Optuna's pictures of ``study`` and its ``trials.csv`` in ``folder``; returns the files
+    written and one line per picture that cannot be drawn (yet)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import optuna
+
+    vis = optuna.visualization.matplotlib
+    seeded = optuna.importance.FanovaImportanceEvaluator(seed=0)  # the same bars every time
+    plots = {  # file: (completed trials it needs, how Optuna draws it)
+        "optimization_history.png": (1, vis.plot_optimization_history),
+        "param_importances.png": (2, lambda s: vis.plot_param_importances(s, evaluator=seeded)),
+        "intermediate_values.png": (0, vis.plot_intermediate_values),
+        "parallel_coordinate.png": (2, vis.plot_parallel_coordinate),
+    }
+    done = len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
+    curves = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    written, notes = [], []
+    verbosity = optuna.logging.get_verbosity()
+    # rc_context: Optuna's plots switch pyplot to the ggplot style, keep it from our figures
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an ExperimentalWarning from every plot function
+        for file, (needs, draw) in plots.items():
+            before = set(plt.get_fignums())
+            try:
+                optuna.logging.set_verbosity(optuna.logging.ERROR)  # the notes say what is missing
+                if done < needs or (file == "intermediate_values.png" and not curves):
+                    why = f"{done} completed trial(s)" if done < needs else "no per-epoch values"
+                    raise ValueError(f"{why}, needs {needs or 'a trial with them'}")
+                save_figure(np.ravel(draw(study))[0].figure, folder / file)
+                written.append(folder / file)
+            except Exception as e:  # one picture missing must not cost the others
+                notes.append(f"study {study.study_name!r}: no {file}: {e}".splitlines()[0])
+            finally:
+                for num in set(plt.get_fignums()) - before:
+                    plt.close(num)
+                optuna.logging.set_verbosity(verbosity)
+    trials = study.trials_dataframe().to_csv(index=False, lineterminator="\n")
+    atomic_write(folder / "trials.csv", trials)
+    return [*written, folder / "trials.csv"], notes
+
+
+def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path], list[str]]:
+    """A ``study_report`` in ``out/<study name>/`` for every study the rows' trials belong to.
+    Returns lines for ``summary.md``, the files written and one line per study or picture
+    skipped: a study that cannot be read never stops the aggregate."""
+    if not {"study_name", "trial_number"} <= set(runs.columns):
+        return [], [], []
+    trials = runs[runs["study_name"].notna() & runs["trial_number"].notna()]
+    storage = trials.get("study_storage", pd.Series(pd.NA, index=trials.index, dtype=object))
+    lines, written, notes, used = [], [], [], set()
+    for name in sorted(trials["study_name"].unique()):
+        urls = sorted(storage[trials["study_name"] == name].dropna().unique())
+        if not urls:
+            notes.append(f"study {name!r}: its rows name no study_storage (written by an older "
+                         "version): no study report")  # fmt: skip
+        for url in urls:
+            folder = re.sub(r"[^\w.=+-]", "_", name)
+            while folder in used:  # one name in two storages
+                folder += "_"
+            try:
+                study = open_study(name, url)
+                files, skipped = study_report(study, out / folder)
+            except Exception as e:
+                why = f"{type(e).__name__}: {e}".splitlines()[0]
+                notes.append(f"study {name!r} in {hide_password(url)} skipped: {why}")
+                continue
+            used.add(folder)
+            written, notes = written + files, notes + skipped
+            states = pd.Series([t.state.name.lower() for t in study.trials]).value_counts()
+            best = study.best_trial if states.get("complete") else None
+            lines.append(
+                f"- `{name}`: {len(study.trials)} trial(s) ("
+                + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+                + (f"), best {best.value:.4f} (trial {best.number})" if best else ")")
+                + f": `{folder}/`"
+            )
+    return lines, written, notes

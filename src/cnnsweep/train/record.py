@@ -1,0 +1,333 @@
+"""What a job records about itself as it runs, in one place: ``JobRecord``.
+
+The training code returns numbers; the record turns them into the job's results row
+(``results.json``/``.csv``), its epoch rows, its TensorBoard run and its log lines, and decides
+the row's status: ``running`` from the start (a killed job still shows as running), then
+``completed``, ``diverged``, ``pruned``, ``failed`` or ``interrupted``. The job calls it in this
+order::
+
+    record = JobRecord(cfg, info, trial, checkpoint)
+    with record.running():           # a failure or an interrupt leaves a row that says so
+        record.started(state, data, recipe, description)
+        for epoch in ...:
+            record.epoch_done(state, metrics)
+            ... record.ended_early(reason, state)
+        record.tested(state, test_loss, test_acc)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from cnnsweep.data.normalise import denormalise
+from cnnsweep.data.types import Data
+from cnnsweep.files import package_versions, write_epoch_rows, write_results_row
+from cnnsweep.schema import (
+    EPOCH_COLUMN,
+    EPOCH_KNOBS,
+    METRICS,
+    ROW_MODEL,
+    ROW_PROGRESS,
+    hyperparameters,
+    learning_config,
+    run_name,
+)
+from cnnsweep.sweep.trial import OptunaTrial, reported_metric
+from cnnsweep.train.loop import Recipe
+from cnnsweep.train.state import TrainState
+from cnnsweep.train.tensorboard import TensorBoardRun
+
+log = logging.getLogger("cnnsweep.train.job")  # the job's lines, whichever module writes them
+
+
+@dataclass
+class JobInfo:
+    """Where the job writes and what it is called (Hydra's, or given by a caller/test)."""
+
+    output_dir: Path
+    run_name: str = "default"
+    overrides: list[str] = field(default_factory=list)
+    job_num: int = 0
+    sweep_dir: str | None = None
+    multirun: bool = False
+
+
+def job_info(output_dir: str | Path | None = None) -> JobInfo:
+    """The running Hydra job's folder, name and overrides (a plain folder outside Hydra)."""
+    if not HydraConfig.initialized():
+        return JobInfo(Path(output_dir or "outputs/job"))
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return JobInfo(
+        output_dir=Path(output_dir or hc.runtime.output_dir),
+        run_name=run_name(hc.overrides.task),
+        overrides=list(hc.overrides.task),
+        job_num=int(hc.job.get("num") or 0),
+        sweep_dir=str(Path(hc.sweep.dir).resolve()) if multirun else None,
+        multirun=multirun,
+    )
+
+
+def new_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial) -> dict[str, Any]:
+    """The results row a job starts with (``running``); the record fills the rest as it goes."""
+    return {
+        "status": "running",
+        "error": None,
+        **hyperparameters(cfg),
+        "objective": cfg.objective,
+        "objective_value": None,
+        "objective_from": None,
+        **dict.fromkeys((*METRICS, *ROW_PROGRESS, *ROW_MODEL)),
+        "epochs_run": 0,
+        "epoch_duration": None,
+        "run_duration": None,
+        "run_name": info.run_name,
+        "overrides": info.overrides,
+        "job_num": info.job_num,
+        "study_name": trial.study_name,
+        "trial_number": trial.number,
+        "study_storage": trial.storage,
+        "job_dir": str(info.output_dir.resolve()),
+        "sweep_dir": info.sweep_dir,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": None,
+        "device": None,
+        "threads": None,
+        "versions": package_versions(),
+        "config": learning_config(cfg),
+    }
+
+
+def refused_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial, error: Exception) -> dict:
+    """The row of a job refused by its knobs or its data, before it started."""
+    error_line = f"{type(error).__name__}: {error}"
+    return new_row(cfg, info, trial) | {"status": "failed", "objective_from": "failed",
+                                        "error": error_line}  # fmt: skip
+
+
+class JobRecord:
+    """The job's row, epoch rows, TensorBoard run and log lines (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        info: JobInfo,
+        trial: OptunaTrial,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg, self.info, self.trial = cfg, info, trial
+        self.row = new_row(cfg, info, trial)
+        self.tb: TensorBoardRun | None = None
+        self.t0 = time.time()
+        if checkpoint is not None:  # the clock goes on from the time the checkpoint was written
+            self.t0 -= _elapsed(checkpoint)
+            self.row["started_at"] = checkpoint.get("started_at") or self.row["started_at"]
+        write_results_row(self.out, self.row)  # from the start: a killed job shows as running
+
+    @property
+    def out(self) -> Path:
+        return self.info.output_dir
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+    @property
+    def objective_value(self) -> float:
+        value = self.row["objective_value"]
+        return float("nan") if value is None else float(value)
+
+    def clock(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the clock: seconds run so far, and the start time."""
+        return {"elapsed": time.time() - self.t0, "started_at": self.row["started_at"]}
+
+    @contextmanager
+    def running(self) -> Iterator[JobRecord]:
+        """Ctrl-C or a scheduler's signal: ``interrupted`` (continued later); any other error:
+        ``failed``. The final row, the trial's outcome and the last log line in every case."""
+        try:
+            yield self
+        except (KeyboardInterrupt, SystemExit) as e:
+            epochs = self.row["epochs_run"]
+            self.row.update(status="interrupted", error=f"{type(e).__name__} after epoch {epochs}")
+            raise
+        except BaseException as e:  # the row must not stay "running"
+            self.row.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+            raise
+        finally:
+            self._close()
+
+    def started(self, state: TrainState, data: Data, recipe: Recipe, facts: dict) -> None:
+        """The model and data are ready (``facts``: size, cost, device); a resumed job says
+        where it continues; the TensorBoard run opens."""
+        self.row.update(facts)
+        if state.epoch:
+            self.row.update(resumed_from_epoch=state.epoch)
+            self._summarize(state)
+            last = self.out / "last.pt"
+            if state.epoch < self.cfg.epochs:
+                log.info(
+                    "resumed at epoch %d of %d from %s", state.epoch + 1, self.cfg.epochs, last
+                )
+            else:  # killed after its last epoch: only the test pass and saving were left
+                log.info("resumed after the last epoch (%d) from %s", state.epoch, last)
+        self.tb = _open_tensorboard(self.cfg, self.out, self.info.run_name, state, data, recipe)
+
+    def epoch_done(self, state: TrainState, metrics: dict[str, float]) -> None:
+        """Epoch ``state.epoch`` trained and validated: its row (kept in the state, so that a
+        resumed job continues them), the files, TensorBoard, one log line, the results row."""
+        cfg, epoch, loss, acc = self.cfg, state.epoch, metrics["loss"], metrics["accuracy"]
+        hp = hyperparameters(cfg)
+        state.epoch_rows.append({
+            "run": self.info.job_num, "epoch": epoch, "loss": loss, "accuracy": acc,
+            "epoch duration": metrics["seconds"], "run duration": time.time() - self.t0,
+            **{k: hp[k] for k in EPOCH_KNOBS}, "val_loss": None, "val_accuracy": None,
+            **{k: v for k, v in metrics.items() if k not in ("loss", "accuracy", "seconds")},
+        })  # fmt: skip
+        write_epoch_rows(self.out, state.epoch_rows)
+        self.tb.log_epoch(epoch, {"Loss/train": loss, "Accuracy/train": acc,
+                                  "Loss/val": metrics.get("val_loss"),
+                                  "Accuracy/val": metrics.get("val_accuracy"),
+                                  "Loss/test_epoch": metrics.get("test_loss"),
+                                  "Accuracy/test_epoch": metrics.get("test_accuracy"),
+                                  "LearningRate": metrics["lr_now"]})  # fmt: skip
+        if cfg.tensorboard.histograms and math.isfinite(loss):
+            self.tb.log_histograms(epoch, state.model)
+        log.info("epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  lr %.3g  %.1fs",
+                 epoch, cfg.epochs, loss, acc, _metric(metrics.get("val_loss")),
+                 _metric(metrics.get("val_accuracy")), metrics["lr_now"],
+                 metrics["seconds"])  # fmt: skip
+        self._summarize(state)
+
+    def reported(self) -> float | None:
+        """The value the trial is told this epoch: the last epoch's (a test objective's
+        validation twin)."""
+        metric = reported_metric(self.cfg.objective)
+        return self.row.get(f"last_{metric}", self.row.get(metric))
+
+    def ended_early(self, reason: str, state: TrainState) -> None:
+        """The job stops before its last epoch: ``diverged``, ``pruned`` (the trial is told)
+        or ``early`` (early stopping; the job still tests and saves its kept weights)."""
+        epoch, loss = state.epoch, state.epoch_rows[-1]["loss"]
+        if reason == "diverged":
+            error = f"training loss became {loss} in epoch {epoch}"
+            self.row.update(status="diverged", error=error)
+            log.warning("diverged (loss %s) in epoch %d, stopped", loss, epoch)
+        elif reason == "pruned":  # a pruned run: no test pass, no model.pt
+            self.trial.prune()
+            self.row.update(status="pruned")
+            log.info("pruned after epoch %d (trial %d)", epoch, self.trial.number)
+        else:
+            self.row.update(stopped_early_at=epoch)
+            log.info("early stopping after epoch %d: no better %s for %d epochs",
+                     epoch, self.cfg.monitor, state.monitor.bad_epochs)  # fmt: skip
+
+    def tested(self, state: TrainState, test_loss: float, test_acc: float) -> None:
+        """The kept weights' test pass: the job has completed."""
+        self.row.update(test_loss=test_loss, test_acc=test_acc, status="completed")
+        self.tb.log_epoch(state.epoch, {"Loss/test": test_loss, "Accuracy/test": test_acc})
+        tta = " (flip TTA)" if self.cfg.tta else ""
+        log.info("test loss %.4f acc %.4f%s", test_loss, test_acc, tta)
+
+    def metrics(self) -> dict[str, float | None]:
+        return {m: self.row[m] for m in METRICS}
+
+    def _summarize(self, state: TrainState) -> None:
+        """The row's metrics: ``train_*``/``val_*`` of the epoch whose weights are kept (the
+        best one with keep_best, else the last), ``last_*`` of the last epoch, and which
+        epochs those are."""
+        rows, best = state.epoch_rows, state.monitor.best_epoch
+        kept = best if self.cfg.keep_best and best is not None else len(rows)
+        for prefix, epoch_row in (("", rows[kept - 1]), ("last_", rows[-1])):
+            for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                self.row[prefix + metric] = epoch_row[EPOCH_COLUMN[metric]]
+        best_acc = [r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]
+        self.row.update(
+            metrics_epoch=kept, best_epoch=best, epochs_run=len(rows),
+            best_val_acc=max(best_acc) if best_acc else None,
+            epoch_duration=sum(r["epoch duration"] for r in rows) / len(rows),
+        )  # fmt: skip
+
+    def _returned(self) -> None:
+        """What the job hands its sweeper, and where that number comes from, into the row."""
+        row, cfg, status = self.row, self.cfg, self.row["status"]
+        if status == "completed":
+            value = row.get(cfg.objective)
+            kind = "best" if cfg.keep_best and row["best_epoch"] else "last"
+            source = (f"test pass of epoch {row['metrics_epoch']}"
+                      if cfg.objective.startswith("test")
+                      else f"{kind} epoch {row['metrics_epoch']}")  # fmt: skip
+        elif status == "pruned":
+            value = self.reported()
+            source = f"pruned after epoch {row['epochs_run']} (last reported value)"
+        else:
+            value, source = None, f"{status}: NaN"
+        row.update(objective_value=value, objective_from=source)
+
+    def _close(self) -> None:
+        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.row.update(run_duration=time.time() - self.t0, finished_at=finished)
+        self._returned()
+        # the study hears the outcome from the job, while it still beats: a finished trial is
+        # never left RUNNING without heartbeats for another worker to fail and rerun
+        self.trial.finish(self.status, self.row["objective_value"])
+        self.trial.stop()
+        write_results_row(self.out, self.row)
+        if self.tb is not None:
+            if self.status != "interrupted":  # a continued run writes its own at the end
+                hparams = {f"hparam/{m}": v for m, v in self.metrics().items()}
+                self.tb.log_hparams(hyperparameters(self.cfg), hparams)
+            self.tb.close()
+        log.info("%s", outcome(self.row, self.out))
+
+
+def outcome(row: dict[str, Any], out: Path) -> str:
+    """One line a person can act on: what happened, where, and what to run next."""
+    out = Path(os.path.relpath(out)) if out.resolve().is_relative_to(Path.cwd()) else out
+    if row["status"] == "completed":
+        return (f"completed: test acc {row['test_acc']:.4f} in {out}; look at it: "
+                f"tensorboard --logdir {out / 'tb'}  |  python predict.py {out}")  # fmt: skip
+    return (
+        f"{row['status']}: {row['error'] or row['objective_from']}; row in {out / 'results.json'}"
+    )
+
+
+def _open_tensorboard(
+    cfg: DictConfig, out: Path, name: str, state: TrainState, data: Data, recipe: Recipe
+) -> TensorBoardRun:
+    """The job's TensorBoard run; a resumed job drops events after its checkpoint's epoch."""
+    tb = TensorBoardRun(out / "tb" / name, purge_step=state.epoch + 1 if state.epoch else None)
+    if state.epoch == 0:
+        if cfg.tensorboard.images:
+            tb.log_images("images", denormalise(data.train.images[:64], data.mean, data.std))
+        if cfg.tensorboard.graph:
+            example = data.train.images[:2].to(next(state.model.parameters()).device)
+            tb.log_graph(state.model, example.contiguous(memory_format=recipe.memory_format))
+    return tb
+
+
+def _elapsed(checkpoint: dict[str, Any]) -> float:
+    """Seconds a checkpointed job had run when its ``last.pt`` was written (older checkpoints:
+    the run duration of its last epoch row)."""
+    if isinstance(checkpoint.get("elapsed"), (int, float)):
+        return float(checkpoint["elapsed"])
+    rows = checkpoint.get("epoch_rows") or []
+    return float(rows[-1].get("run duration", 0.0)) if rows else 0.0
+
+
+def _metric(value: float | None) -> str:
+    """A metric in a log line (``-`` when the epoch has none)."""
+    return "-" if value is None else f"{value:.4f}"
