@@ -99,7 +99,7 @@ clean:
 	rm -rf outputs multirun results bench_out .pytest_cache
 
 # a one-node Slurm cluster and a local PostgreSQL on this machine (root: they install and start
-# system daemons), to try hydra/launcher=slurm and shared studies; README "Running on a Slurm cluster"
+# system daemons), to try hydra/launcher=slurm and shared studies; docs/clusters-and-studies.md
 slurm-up:
 	$(ROOT)scripts/cluster/slurm_up.sh
 slurm-down:
