@@ -1,4 +1,5 @@
-# Everything runs inside .venv; `make setup` creates it (idempotent).
+# Everything runs inside .venv; `make setup` creates it (idempotent). The targets that only use
+# the venv (aggregate, tensorboard, dashboard, predict) need it to exist, never reinstall it.
 ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -52,7 +53,7 @@ search: setup
 PORT ?= 8080
 HOST ?= 127.0.0.1
 STORAGE ?= sqlite:///studies/fashion_mnist.db
-dashboard: $(VENV)/.installed
+dashboard: | $(VENV)/.installed
 	@case "$(STORAGE)" in \
 	  journal:///*) set -- "$(patsubst journal:///%,%,$(STORAGE))" --storage-class JournalFileStorage ;; \
 	  *) set -- "$(STORAGE)" ;; \
@@ -66,14 +67,14 @@ bench-search: setup
 
 # every job's results (multirun/ and outputs/, or DIRS) merged into results/: runs, epochs, summary.md, plots
 DIRS ?=
-aggregate: $(VENV)/.installed
+aggregate: | $(VENV)/.installed
 	$(PY) -m cnnsweep.aggregate $(DIRS) $(ARGS)
 
 # TensorBoard on the newest sweep (or LOGDIR=...), on 127.0.0.1 only: make tensorboard [TB_PORT=6006]
 LOGDIR ?=
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
-tensorboard: $(VENV)/.installed
+tensorboard: | $(VENV)/.installed
 	@logdir="$(LOGDIR)"; \
 	if [ -z "$$logdir" ]; then logdir=$$($(PY) -m cnnsweep.paths sweep); fi; \
 	if [ -z "$$logdir" ] && [ -d outputs ]; then logdir=outputs; fi; \
@@ -91,7 +92,7 @@ bench-grid: setup
 
 # the newest job with a model.pt unless JOB=<job dir or model.pt> is given
 JOB ?= $(shell $(PY) -m cnnsweep.paths job 2>/dev/null)
-predict: $(VENV)/.installed
+predict: | $(VENV)/.installed
 	@test -n "$(JOB)" || { echo "no trained job found: run 'make train' first or give JOB=<dir>"; exit 2; }
 	$(PY) predict.py $(JOB) $(ARGS)
 

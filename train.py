@@ -10,7 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from cnnsweep.commands import interrupted_line
 from cnnsweep.data.types import DatasetError
+from cnnsweep.sweep.callbacks import SweepSummary
 from cnnsweep.sweep.resolvers import register_resolvers
 from cnnsweep.train.job import ConfigError, run_job
 
@@ -41,4 +43,8 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:  # Ctrl-C: one line, not a traceback; rows already say it
+        print(interrupted_line(e, sys.argv[1:], SweepSummary.sweep_dir), file=sys.stderr)
+        sys.exit(130)

@@ -132,6 +132,10 @@ def test_grid_runs_as_slurm_jobs_and_aggregates(slurm, tmp_path: Path, tiny_root
             "batch_size=50", *QUIET, "lr=0.01,0.001", "shuffle=true,false"]  # fmt: skip
     proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, readable(proc.stdout + proc.stderr)
+    # said once (Hydra's log and the terminal may both show that line), not at every poll
+    said = [x for x in (proc.stdout + proc.stderr).splitlines() if "sacct" in x]
+    assert len(said) <= 3 and all("said once" in x for x in said), said  # one per handler
+    assert "accounting storage is disabled" not in proc.stdout + proc.stderr
 
     rows = {int(p.name): row_of(p) for p in sweep_dir.iterdir() if p.name.isdigit()}
     assert sorted(rows) == [0, 1, 2, 3]
@@ -158,6 +162,33 @@ def test_grid_runs_as_slurm_jobs_and_aggregates(slurm, tmp_path: Path, tiny_root
     assert [r["rank"] for r in runs] == [1, 2, 3, 4]
     val = [r["val_acc"] for r in runs]
     assert val == sorted(val, reverse=True)
+
+
+def test_a_job_that_can_never_start_is_cancelled_with_one_line(
+    slurm, tmp_path: Path, tiny_root: Path
+) -> None:
+    """The launcher's defaults (4 CPUs, 16 GB a job) on a smaller node: pending for ever
+    (PartitionConfig) unless said and cancelled."""
+    sweep_dir = tmp_path / "never"
+    args = [
+        "-m",
+        "hydra/launcher=slurm",
+        "hydra.launcher.cpus_per_task=64",
+        f"hydra.sweep.dir={sweep_dir}",
+        f"data_dir={tiny_root}",
+        *QUIET,
+        "lr=0.01,0.001",
+    ]
+    started = time.time()
+    proc = run_cli(args, tmp_path, timeout=300)
+    assert proc.returncode == 2, readable(proc.stdout + proc.stderr)
+    assert time.time() - started < 120  # said within a minute or so, not never
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "can never start" in line and "cpus_per_task=64" in line
+    ids = {job_id.split("_")[0] for job_id in slurm_logs(sweep_dir)}
+    queued = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T"],
+                            capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+    assert "PENDING" not in queued and "RUNNING" not in queued
 
 
 def test_a_preempted_job_is_requeued_and_continues_from_its_checkpoint(
@@ -307,7 +338,7 @@ def test_three_workers_share_one_postgresql_study(
             f"data_dir={tiny_root}", "epochs=2", "threads=1", *QUIET]  # fmt: skip
     logs = start_workers(3, args, tmp_path)
 
-    ran = [{int(n) for n in re.findall(r"\+\+optuna\.trial=(\d+)", log)} for log in logs]
+    ran = [{int(n) for n in re.findall(r"\(trial (\d+)\)", log)} for log in logs]
     assert all(len(r) == 2 for r in ran) and len(set().union(*ran)) == 6  # 2 each, none shared
     trials = optuna.load_study(study_name=pg_study, storage=postgres).trials
     assert sorted(t.number for t in trials) == list(range(6))  # none lost, none twice

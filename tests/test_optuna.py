@@ -263,7 +263,7 @@ def test_two_workers_share_one_study(tiny_root: Path, tmp_path: Path) -> None:
     ]  # started together, same storage and study
     logs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
-    ran = [{int(n) for n in re.findall(r"\+\+optuna\.trial=(\d+)", log)} for log in logs]
+    ran = [{int(n) for n in re.findall(r"\(trial (\d+)\)", log)} for log in logs]
     assert all(len(r) == 2 for r in ran) and not ran[0] & ran[1]  # each ran its own 2 trials
     trials = load(tmp_path).trials
     assert [t.number for t in trials] == [0, 1, 2, 3]

@@ -64,7 +64,9 @@ def test_study_reports_from_a_real_study(tmp_path: Path) -> None:
     assert {"value", "params_lr", "params_batch_size"} <= set(trials.columns)
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "## Optuna studies" in summary
-    assert "- `tiny`: 5 trial(s) (4 complete, 1 pruned), best 0.8000 (trial 1): `tiny/`" in summary
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert (f"- `tiny`: 5 trial(s) (4 complete, 1 pruned), best 0.8000 (trial 1) in `{storage}`: "
+            "`tiny/`") in summary  # fmt: skip
     runs = {r["job_dir"]: r["job"] for r in report["runs"]}
     assert runs == {f"tiny/trial_{i}": i for i in range(5)}  # the trial number, not job_num
 
@@ -127,9 +129,8 @@ def test_study_reports_from_a_journal_storage(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted([*PLOTS, "trials.csv"])
     assert list(pd.read_csv(folder / "trials.csv")["state"]) == ["COMPLETE", "COMPLETE", "PRUNED"]
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "- `logged`: 3 trial(s) (2 complete, 1 pruned), best 0.8000 (trial 1): `logged/`" in (
-        summary
-    )
+    line = "- `logged`: 3 trial(s) (2 complete, 1 pruned), best 0.8000 (trial 1) in `journal:///"
+    assert line in summary and "studies.log`: `logged/`" in summary
     assert log.read_bytes() == before  # read, never written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logged", "out", "studies.log"]
 
@@ -139,3 +140,16 @@ def test_a_missing_journal_file_is_not_created(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such file"):
         open_study("gone", f"journal:///{gone}")
     assert not gone.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_one_study_name_in_two_storages_gives_two_reports_that_say_which(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    _, first = make_study(tmp_path / "a", "same", [0.6, 0.7])
+    _, second = make_study(tmp_path / "b", "same", [0.5, 0.9])
+    report = aggregate.aggregate([first, second], tmp_path / "out", base=tmp_path)
+    assert report["notes"] == []
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert folders == ["same@studies.db", "same@studies.db_"]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    for where in ("a", "b"):
+        assert f"in `sqlite:///{tmp_path / where / 'studies.db'}`" in summary

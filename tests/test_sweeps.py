@@ -162,7 +162,7 @@ def test_failed_diverged_and_half_written_jobs_are_listed_not_ranked(
     assert refused["lr"] == -1 and not (sweep_dir / "2" / "epochs.json").exists()
     assert "lr=-1 is not allowed" in output
     # one line per job and one for the sweep, each saying what to do next
-    assert "completed: test acc" in output and "python predict.py" in output
+    assert "completed: test acc" in output and "predict.py" in output
     assert f"3 job(s): 1 completed, 1 diverged, 1 failed in {sweep_dir}" in output
     assert f"make aggregate DIRS={sweep_dir}" in output
     # a job killed while writing its row, and one still running (or killed) at epoch 0

@@ -15,20 +15,10 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_JSON = "results.json"
-
-
 RESULTS_CSV = "results.csv"
-
-
 EPOCHS_JSON = "epochs.json"
-
-
 EPOCHS_CSV = "epochs.csv"
-
-
 PACKAGES = ("torch", "torchvision", "hydra-core", "optuna", "numpy", "cnnsweep")
-
-
 # what a job writes into its folder (besides Hydra's .hydra/ and train.log): a new attempt
 # removes the earlier attempt's, so nothing stale is ever read as the new attempt's
 JOB_OUTPUTS = (

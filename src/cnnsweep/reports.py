@@ -59,7 +59,9 @@ def history_figure(epoch_rows: list[dict[str, Any]]) -> Figure:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="best", fontsize=8)
+        # whole epochs, with room around them: one epoch is a point, not a 0.96-1.04 axis
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     return fig

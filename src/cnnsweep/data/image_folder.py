@@ -36,14 +36,10 @@ from cnnsweep.data.types import DatasetError, Raw
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the conversion or the file layout changes: old caches are not used
-
-
 # Peak memory of loading a folder, in multiples of its uint8 size (files x C x S x S bytes): the
 # converted images (1x), the uint8 copies that the train/test and train/validation splits index
 # out of them (about 1x) and the float32 copies of those splits (4x).
 PEAK_MEMORY_FACTOR = 6
-
-
 GIB = 2**30
 
 

@@ -17,8 +17,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cnnsweep.data.types import DatasetError
 
 FITS = ("crop", "stretch", "pad")
-
-
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 

@@ -26,8 +26,6 @@ IDX_FILES = {
 
 
 DATASETS = {"FashionMNIST", "KMNIST", "MNIST"}
-
-
 CIFAR = {"CIFAR10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"}
 
 

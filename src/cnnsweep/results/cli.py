@@ -11,6 +11,7 @@ studies), ``val_acc.png``, ``test_acc.png``, and for each Optuna study the trial
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from cnnsweep.results.load import (
 )
 from cnnsweep.results.markdown import cell_text, summary_markdown
 from cnnsweep.results.plots import plot_test_acc, plot_val_curves
-from cnnsweep.results.stats import rank_runs, seed_stats, varying
+from cnnsweep.results.stats import dataset_of, datasets, rank_runs, seed_stats, varying
 from cnnsweep.results.studies import study_reports
 from cnnsweep.results.tables import is_container, write_table
 from cnnsweep.schema import EPOCH_KNOBS, EPOCH_LEAD, EPOCH_METRICS, KNOBS, LAST_METRICS, METRICS
@@ -83,13 +84,25 @@ def aggregate(
         epochs.reindex(columns=EPOCH_COLUMNS), paths["epochs.csv"], paths["epochs.json"]
     )
     plot_val_curves(runs, epochs, paths["val_acc.png"])
-    plot_test_acc(groups, paths["test_acc.png"])
+    names = datasets(runs)
+    if len(names) > 1:  # one picture per dataset: their accuracies are not comparable
+        del paths["test_acc.png"]
+        for name in names:
+            paths[f"test_acc_{name}.png"] = out / f"test_acc_{safe_name(name)}.png"
+            plot_test_acc(groups[dataset_of(groups) == name], paths[f"test_acc_{name}.png"], name)
+    else:
+        plot_test_acc(groups, paths["test_acc.png"])
     studies, study_files, notes = study_reports(runs, out)
     atomic_write(
         paths["summary.md"], summary_markdown(runs, objective, groups, duplicates, studies)
     )
     return {"runs": table, "epochs": epoch_rows, "objective": objective, "paths": paths,
             "study_files": study_files, "notes": notes}  # fmt: skip
+
+
+def safe_name(name: str) -> str:
+    """A name as a file name: letters, digits and ``._=+-`` kept, the rest ``_``."""
+    return re.sub(r"[^\w.=+-]", "_", name) or "_"
 
 
 def _print_top(runs: list[dict[str, Any]], objective: str, top: int) -> None:

@@ -109,7 +109,8 @@ def read_row(job_dir: str | Path) -> dict[str, Any]:
         row = _hydra_row(job_dir)
         if (job_dir / RESULTS_JSON).exists():
             return row | {"status": "corrupt", "error": why}
-        return row | {"status": "missing", "error": "no results row (killed before it started?)"}
+        why = "no results row: the job never started (refused, or killed while starting)"
+        return row | {"status": "missing", "error": why}
     row = dict(raw)
     if row.get("status") not in JOB_STATUSES:
         row.update(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnsweep.results.stats import ci_method, is_better, seeds_text, varying
+from cnnsweep.results.stats import ci_method, dataset_of, datasets, is_better, seeds_text, varying
 from cnnsweep.schema import KNOBS
 
 LABELS = {"epoch_duration": "s/epoch", "best_epoch": "best epoch", "batch_size": "batch size",
@@ -60,7 +60,7 @@ def summary_markdown(
     studies: Sequence[str] = (),
 ) -> str:
     """The leaderboard a person can paste into a report."""
-    ranked, rest = runs[runs["rank"].notna()], runs[runs["rank"].isna()]
+    rest = runs[runs["rank"].isna()]
     sweeps = sorted(runs["sweep"].unique())
     counts = runs["status"].value_counts(sort=False)
     better = "higher" if is_better(objective) == "max" else "lower"
@@ -73,11 +73,42 @@ def summary_markdown(
         "",
     ]
     hp_cols = varying(runs, KNOBS) or ["model", "optimizer", "lr", "batch_size"]
+    sweep = ["sweep"] if len(sweeps) > 1 else []
+    names = datasets(runs)
+    if len(names) > 1:  # accuracies of two datasets are not comparable: a board for each
+        lines += [f"Ranked within each dataset: {', '.join(f'`{d}`' for d in names)}.", ""]
+        for name in names:
+            mine = dataset_of(runs) == name
+            lines += [f"## Dataset `{name}`", ""]
+            lines += _board(runs[mine], groups[dataset_of(groups) == name], objective, sweep, "###")
+    else:
+        lines += _board(runs, groups, objective, sweep, "##")
+    if duplicates:
+        lines += [
+            f"{duplicates} duplicate job(s) of a configuration and seed (the same job in two "
+            "sweeps?) left out of the statistics over seeds: the one that finished last counts.",
+            "",
+        ]
+    if len(rest):
+        columns = [*sweep, "job", "status", *hp_cols, "error", "job_dir"]
+        lines += ["## Not ranked", "", _markdown(_cells(rest, columns)), ""]
+    if studies:
+        lines += ["## Optuna studies", "", *studies, ""]
+    lines += ["Sweeps: " + ", ".join(f"`{s}`" for s in sweeps) + ".", ""]
+    return "\n".join(lines)
+
+
+def _board(
+    runs: pd.DataFrame, groups: pd.DataFrame, objective: str, sweep: list[str], level: str
+) -> list[str]:
+    """One dataset's leaderboard: what its jobs share, the ranked jobs, the means over seeds."""
+    ranked = runs[runs["rank"].notna()]
+    hp_cols = varying(runs, KNOBS) or ["model", "optimizer", "lr", "batch_size"]
+    lines: list[str] = []
     constant = [c for c in KNOBS if c not in hp_cols and c in runs and runs[c].notna().any()]
     if constant:
         same = ", ".join(f"{c}={cell_text(runs[c].dropna().iloc[0], c)}" for c in constant)
         lines += [f"Same in every job: {same}.", ""]
-    sweep = ["sweep"] if len(sweeps) > 1 else []
     metrics = list(dict.fromkeys((objective, "val_acc", "val_loss", "test_acc")))
     if len(ranked):
         columns = ["rank", *sweep, "job", *hp_cols, *metrics, "best_epoch", "epoch_duration"]
@@ -99,7 +130,7 @@ def summary_markdown(
             "–" if a == "–" else f"[{a}, {b}]" for a, b in zip(low, high)
         ]
         lines += [
-            "## Over seeds",
+            f"{level} Over seeds",
             "",
             "Mean ± standard deviation over the distinct completed seeds of each configuration. "
             "A seed that failed, diverged or was pruned is left out of them, and `seeds` says "
@@ -109,16 +140,4 @@ def summary_markdown(
             _markdown(table),
             "",
         ]
-    if duplicates:
-        lines += [
-            f"{duplicates} duplicate job(s) of a configuration and seed (the same job in two "
-            "sweeps?) left out of the statistics over seeds: the one that finished last counts.",
-            "",
-        ]
-    if len(rest):
-        columns = [*sweep, "job", "status", *hp_cols, "error", "job_dir"]
-        lines += ["## Not ranked", "", _markdown(_cells(rest, columns)), ""]
-    if studies:
-        lines += ["## Optuna studies", "", *studies, ""]
-    lines += ["Sweeps: " + ", ".join(f"`{s}`" for s in sweeps) + ".", ""]
-    return "\n".join(lines)
+    return lines

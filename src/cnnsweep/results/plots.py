@@ -37,7 +37,7 @@ def plot_val_curves(runs: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Non
     fig, ax = _figure(9, 5.5)
     for i, r in enumerate(shown.to_dict("records")):
         curve = curves[r["job_dir"]]
-        label = f"{r['sweep']}/{cell_text(r['job'])}" if show_sweep else f"#{cell_text(r['job'])}"
+        label = _job_label(r, show_sweep)
         label = " ".join([label, *(f"{c}={cell_text(r[c], c)}" for c in cols)])[:80]
         ax.plot(curve["epoch"].to_numpy(float), curve["val_accuracy"].to_numpy(float),
                 "-" if r["status"] == "completed" else ":", marker="o", markersize=3,
@@ -56,8 +56,16 @@ def plot_val_curves(runs: pd.DataFrame, epochs: pd.DataFrame, path: Path) -> Non
     save_figure(fig, path, dpi=100)
 
 
-def plot_test_acc(groups: pd.DataFrame, path: Path) -> None:
-    """Final test accuracy per configuration (mean over seeds, with their std as error bar)."""
+def _job_label(row: dict, show_sweep: bool) -> str:
+    """``<sweep>/<job>`` (or ``#<job>`` within one sweep); a single run by its own folder."""
+    if row["sweep"] == row["job_dir"] or row["job"] is None or row["job"] is pd.NA:
+        return str(row["job_dir"])
+    return f"{row['sweep']}/{cell_text(row['job'])}" if show_sweep else f"#{cell_text(row['job'])}"
+
+
+def plot_test_acc(groups: pd.DataFrame, path: Path, dataset: str | None = None) -> None:
+    """Final test accuracy per configuration (mean over seeds, with their std as error bar);
+    ``dataset`` names the one dataset the configurations share, when there are several."""
     groups = groups[groups["test_acc_mean"].notna()]
     groups = groups.assign(_key=-groups["test_acc_mean"]).sort_values(["_key", "config_id"])
     cols = varying(groups, KNOBS) if len(groups) > 1 else []
@@ -84,7 +92,8 @@ def plot_test_acc(groups: pd.DataFrame, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no completed job with a test accuracy", ha="center",
                 transform=ax.transAxes)  # fmt: skip
-    ax.set(xlabel="test accuracy", title="Final test accuracy per configuration")
+    title = "Final test accuracy per configuration" + (f" on {dataset}" if dataset else "")
+    ax.set(xlabel="test accuracy", title=title)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)

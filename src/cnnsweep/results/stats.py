@@ -7,9 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from cnnsweep.results.load import (
-    STATUSES,
-)
+from cnnsweep.results.load import STATUSES
 from cnnsweep.schema import KNOBS
 
 
@@ -27,7 +25,8 @@ def _numbers(runs: pd.DataFrame, column: str) -> pd.Series:
 
 
 def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.DataFrame, str]:
-    """Completed jobs ranked best first by ``objective``, then the others by status.
+    """Completed jobs ranked best first by ``objective`` within their dataset (accuracies of
+    two datasets are not comparable), then the others by status.
 
     ``objective`` defaults to the one most completed jobs were run with (``val_acc`` if none).
     Returns the sorted rows with ``rank`` and ``score`` and the objective used.
@@ -40,13 +39,13 @@ def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.Data
     ranked = (runs["status"] == "completed") & score.notna()
     sign = -1.0 if is_better(objective) == "max" else 1.0
     order = pd.DataFrame({
-        "unranked": ~ranked,
+        "unranked": ~ranked, "dataset": dataset_of(runs).where(ranked, ""),  # others: by status
         "key": np.where(ranked, sign * score, runs["status"].cat.codes),
         "sweep": runs["sweep"], "job": runs["job"].fillna(-1), "job_dir": runs["job_dir"],
     })  # fmt: skip
     runs = runs.assign(score=score).loc[order.sort_values(list(order.columns)).index]
-    rank = pd.Series(range(1, len(runs) + 1), index=runs.index, dtype="Int64")
-    runs.insert(0, "rank", rank.mask(order["unranked"]))
+    place = order.loc[runs.index].groupby("dataset", sort=False).cumcount() + 1
+    runs.insert(0, "rank", place.astype("Int64").mask(order["unranked"]))
     return runs.reset_index(drop=True), objective
 
 
@@ -116,7 +115,9 @@ def seed_stats(runs: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, int]:
     table["ci_high"] = (table[f"{objective}_mean"] + half).clip(low, high)
     sign = -1.0 if is_better(objective) == "max" else 1.0
     table = table.reset_index().assign(_key=sign * table[f"{objective}_mean"].to_numpy())
-    table = table.sort_values(["_key", "best_rank", "config_id"]).drop(columns="_key")
+    table = table.assign(_data=dataset_of(table))
+    table = table.sort_values(["_data", "_key", "best_rank", "config_id"])
+    table = table.drop(columns=["_key", "_data"])
     return table.reset_index(drop=True), len(done) - len(unique)
 
 
@@ -138,6 +139,19 @@ def ci_method(objective: str) -> str:
         else "not clipped"
     )  # fmt: skip
     return f"Student's t over the completed seeds, mean ± t(0.975, n−1) · std / √n, {clip}"
+
+
+def dataset_of(rows: pd.DataFrame) -> pd.Series:
+    """Each row's dataset (``data``), as text ("" where unknown): what rankings are within."""
+    if "data" not in rows:
+        return pd.Series("", index=rows.index)
+    return rows["data"].astype(object).where(rows["data"].notna(), "").astype(str)
+
+
+def datasets(rows: pd.DataFrame) -> list[str]:
+    """The datasets among ``rows``' completed jobs, sorted."""
+    done = rows[rows["rank"].notna()] if "rank" in rows else rows
+    return sorted(set(dataset_of(done)))
 
 
 def varying(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:

@@ -41,10 +41,12 @@ def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     import optuna
 
     vis = optuna.visualization.matplotlib
-    seeded = optuna.importance.FanovaImportanceEvaluator(seed=0)  # the same bars every time
+    # PED-ANOVA, as optuna-dashboard computes it: the report and the dashboard agree (and it
+    # draws no random numbers: the same bars every time)
+    evaluator = optuna.importance.PedAnovaImportanceEvaluator()
     plots = {  # file: (completed trials it needs, how Optuna draws it)
         "optimization_history.png": (1, vis.plot_optimization_history),
-        "param_importances.png": (2, lambda s: vis.plot_param_importances(s, evaluator=seeded)),
+        "param_importances.png": (2, lambda s: vis.plot_param_importances(s, evaluator=evaluator)),
         "intermediate_values.png": (0, vis.plot_intermediate_values),
         "parallel_coordinate.png": (2, vis.plot_parallel_coordinate),
     }
@@ -76,6 +78,16 @@ def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     return [*written, folder / "trials.csv"], notes
 
 
+def storage_label(url: str) -> str:
+    """A short name for a storage: a sqlite or journal file's name, a server's host and
+    database (``db.example-optuna``)."""
+    path = str(url).partition("?")[0]
+    if path.startswith(("sqlite:", "journal:")):
+        return Path(path.split(":///", 1)[-1]).name or "memory"
+    rest = path.split("://", 1)[-1].rpartition("@")[2]
+    return rest.replace("/", "-").replace(":", "-")
+
+
 def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path], list[str]]:
     """A ``study_report`` in ``out/<study name>/`` for every study the rows' trials belong to.
     Returns lines for ``summary.md``, the files written and one line per study or picture
@@ -92,7 +104,9 @@ def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path],
                          "version): no study report")  # fmt: skip
         for url in urls:
             folder = re.sub(r"[^\w.=+-]", "_", name)
-            while folder in used:  # one name in two storages
+            if len(urls) > 1:  # one name in two storages: each folder says which storage
+                folder += "@" + re.sub(r"[^\w.=+-]", "_", storage_label(url))
+            while folder in used:
                 folder += "_"
             try:
                 study = open_study(name, url)
@@ -109,6 +123,6 @@ def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path],
                 f"- `{name}`: {len(study.trials)} trial(s) ("
                 + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
                 + (f"), best {best.value:.4f} (trial {best.number})" if best else ")")
-                + f": `{folder}/`"
+                + f" in `{hide_password(url)}`: `{folder}/`"
             )
     return lines, written, notes

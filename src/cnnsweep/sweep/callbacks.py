@@ -31,5 +31,10 @@ def sweep_line(sweep_dir: str | Path) -> str:
 
 
 class SweepSummary(Callback):
+    sweep_dir: str | None = None  # the sweep this process runs (for train.py's Ctrl-C line)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepSummary.sweep_dir = str(config.hydra.sweep.dir)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         log.info("%s", sweep_line(config.hydra.sweep.dir))

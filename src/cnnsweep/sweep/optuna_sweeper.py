@@ -54,6 +54,7 @@ from cnnsweep.sweep.storage import (
     fail_stale_trials,
     has_password,
     heartbeat_storage,
+    hide_password,
     is_rdb,
     open_storage,
     storage_error,
@@ -124,6 +125,46 @@ def _tell_unless_finished(tell: Any) -> Any:
     return tell_once
 
 
+# the loggers of the lines a search prints about its storage and every job it launches
+LAUNCH_LOGGERS = (
+    "hydra_plugins.hydra_optuna_sweeper._impl",
+    "hydra._internal.core_plugins.basic_launcher",
+    "hydra_plugins.hydra_joblib_launcher._core",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+)
+
+
+class ReadableLaunchLines(logging.Filter):
+    """The storage by its URL (not an object's repr, never a password), and each job's launch
+    line with its trial number in place of the ``++optuna.*`` overrides every trial carries
+    (about 400 characters)."""
+
+    def __init__(self, url: str | None) -> None:
+        super().__init__()
+        self.url = url
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Storage: "):
+            record.msg = f"Storage: {hide_password(self.url) if self.url else 'in memory'}"
+            record.args = ()
+        elif "++optuna." in message:
+            trial = re.search(r"\+\+optuna\.trial=(\d+)", message)
+            short = re.sub(r"\s*\+\+optuna\.\S+", "", message)
+            record.msg = short + (f" (trial {trial.group(1)})" if trial else "")
+            record.args = ()
+        return True
+
+
+def readable_launch_lines(url: str | None) -> None:
+    """Install (once per process) the filter on the launchers' and the plugin's loggers."""
+    for name in LAUNCH_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, ReadableLaunchLines)]:
+            logger.removeFilter(old)
+        logger.addFilter(ReadableLaunchLines(url))
+
+
 class PruningOptunaSweeper(OptunaSweeper):
     """``hydra/sweeper=optuna`` in this project: the plugin's sweeper plus trial identity,
     PRUNED trials and a study that several workers can share (see the module docstring)."""
@@ -148,6 +189,7 @@ class PruningOptunaSweeper(OptunaSweeper):
         if error:  # a study maximizing a loss would prune and rank backwards
             refuse(error)
         self.storage_url = storage_url(storage)
+        readable_launch_lines(self.storage_url)
         super().__init__(sampler=sampler, storage=self.storage_url, **kwargs)
         if str(self.storage_url).startswith(JOURNAL):
             self.sweeper.storage = open_storage(self.storage_url)  # Optuna takes RDB URLs only

@@ -10,8 +10,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 SQLITE_TIMEOUT_S = 60
-
-
 JOURNAL = "journal:///"  # Optuna journal file: journal:///rel/x.log, journal:////abs/x.log
 
 

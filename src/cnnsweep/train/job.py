@@ -36,6 +36,7 @@ from cnnsweep.train.ema import EMA
 from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.record import JobInfo, JobRecord, job_info, refused_row
+from cnnsweep.train.rerun import continued, remove_fresh_folder
 from cnnsweep.train.runtime import ConfigError, job_device, resolve_threads
 from cnnsweep.train.schedule import build_scheduler
 from cnnsweep.train.state import LAST, TrainState, load_last, save_last, save_model
@@ -61,6 +62,8 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         refused(cfg, info, trial, e)
         raise
     config = learning_config(cfg)
+    info = continued(cfg, info, config)  # the same command again continues a stopped job
+    out = info.output_dir
     done = completed_here(cfg, info, config)  # another configuration's results: moved aside
     if done is not None:  # resume=true and this configuration completed here: skipped
         trial.finish("completed", _number(done.get("objective_value")))
@@ -104,6 +107,7 @@ def refused(cfg: DictConfig, info: JobInfo, trial: OptunaTrial, error: Exception
     trial.finish("failed", None)
     if info.multirun and not (info.output_dir / RESULTS_JSON).exists():
         write_results_row(info.output_dir, refused_row(cfg, info, trial, error))
+    remove_fresh_folder(info)  # a single run: the folder Hydra made for it, if only Hydra's
 
 
 def completed_here(cfg: DictConfig, info: JobInfo, config: dict) -> dict[str, Any] | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,23 +31,26 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cnnsweep.data.normalise import denormalise
+from cnnsweep.commands import outcome
 from cnnsweep.data.types import Data
 from cnnsweep.files import package_versions, write_epoch_rows, write_results_row
 from cnnsweep.schema import (
     EPOCH_COLUMN,
     EPOCH_KNOBS,
+    KNOBS,
     METRICS,
     ROW_MODEL,
     ROW_PROGRESS,
     hyperparameters,
     learning_config,
+    override_key,
     run_name,
 )
 from cnnsweep.sweep.trial import OptunaTrial, reported_metric
+from cnnsweep.train.liveness import Alive
 from cnnsweep.train.loop import Recipe
 from cnnsweep.train.state import TrainState
-from cnnsweep.train.tensorboard import TensorBoardRun
+from cnnsweep.train.tensorboard import TensorBoardRun, open_job_run
 
 log = logging.getLogger("cnnsweep.train.job")  # the job's lines, whichever module writes them
 
@@ -63,6 +65,7 @@ class JobInfo:
     job_num: int = 0
     sweep_dir: str | None = None
     multirun: bool = False
+    runs_root: Path | None = None  # where Hydra puts single runs, when it chose the folder
 
 
 def job_info(output_dir: str | Path | None = None) -> JobInfo:
@@ -71,6 +74,8 @@ def job_info(output_dir: str | Path | None = None) -> JobInfo:
         return JobInfo(Path(output_dir or "outputs/job"))
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    chosen = not multirun and not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)
+    run_dir = Path(hc.run.dir)  # outputs/<date>/<time> by default
     return JobInfo(
         output_dir=Path(output_dir or hc.runtime.output_dir),
         run_name=run_name(hc.overrides.task),
@@ -78,6 +83,7 @@ def job_info(output_dir: str | Path | None = None) -> JobInfo:
         job_num=int(hc.job.get("num") or 0),
         sweep_dir=str(Path(hc.sweep.dir).resolve()) if multirun else None,
         multirun=multirun,
+        runs_root=run_dir.parents[1] if chosen and len(run_dir.parts) >= 3 else None,
     )
 
 
@@ -131,6 +137,7 @@ class JobRecord:
         self.cfg, self.info, self.trial = cfg, info, trial
         self.row = new_row(cfg, info, trial)
         self.tb: TensorBoardRun | None = None
+        self.alive = Alive(self.out)  # a rerun leaves it alone; threads=auto counts it
         self.t0 = time.time()
         if checkpoint is not None:  # the clock goes on from the time the checkpoint was written
             self.t0 -= _elapsed(checkpoint)
@@ -163,6 +170,10 @@ class JobRecord:
         except (KeyboardInterrupt, SystemExit) as e:
             epochs = self.row["epochs_run"]
             self.row.update(status="interrupted", error=f"{type(e).__name__} after epoch {epochs}")
+            e.cnnsweep_job = {  # what train.py's one line for Ctrl-C says
+                "job_dir": str(self.out), "epochs_run": epochs, "epochs": self.cfg.epochs,
+                "sweep_dir": self.info.sweep_dir,
+            }  # fmt: skip
             raise
         except BaseException as e:  # the row must not stay "running"
             self.row.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
@@ -184,7 +195,7 @@ class JobRecord:
                 )
             else:  # killed after its last epoch: only the test pass and saving were left
                 log.info("resumed after the last epoch (%d) from %s", state.epoch, last)
-        self.tb = _open_tensorboard(self.cfg, self.out, self.info.run_name, state, data, recipe)
+        self.tb = open_job_run(self.cfg, self.out, self.info.run_name, state, data, recipe)
 
     def epoch_done(self, state: TrainState, metrics: dict[str, float]) -> None:
         """Epoch ``state.epoch`` trained and validated: its row (kept in the state, so that a
@@ -206,7 +217,8 @@ class JobRecord:
                                   "LearningRate": metrics["lr_now"]})  # fmt: skip
         if cfg.tensorboard.histograms and math.isfinite(loss):
             self.tb.log_histograms(epoch, state.model)
-        log.info("epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  lr %.3g  %.1fs",
+        # the learning rate at the epoch's end (a one-cycle schedule ends far below lr)
+        log.info("epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  end lr %.3g  %.1fs",
                  epoch, cfg.epochs, loss, acc, _metric(metrics.get("val_loss")),
                  _metric(metrics.get("val_accuracy")), metrics["lr_now"],
                  metrics["seconds"])  # fmt: skip
@@ -261,6 +273,14 @@ class JobRecord:
             epoch_duration=sum(r["epoch duration"] for r in rows) / len(rows),
         )  # fmt: skip
 
+    def _hparams_given_first(self) -> dict[str, Any]:
+        """The knobs, those given on the command line first: TensorBoard's HParams tab shows
+        the first ones, and a sweep's varying knobs are among those given."""
+        hp = hyperparameters(self.cfg)
+        given = {override_key(o) for o in self.info.overrides}
+        first = [k for k, path in KNOBS.items() if path in given or k in given]
+        return {k: hp[k] for k in first} | {k: v for k, v in hp.items() if k not in first}
+
     def _returned(self) -> None:
         """What the job hands its sweeper, and where that number comes from, into the row."""
         row, cfg, status = self.row, self.cfg, self.row["status"]
@@ -288,35 +308,12 @@ class JobRecord:
         write_results_row(self.out, self.row)
         if self.tb is not None:
             if self.status != "interrupted":  # a continued run writes its own at the end
-                hparams = {f"hparam/{m}": v for m, v in self.metrics().items()}
-                self.tb.log_hparams(hyperparameters(self.cfg), hparams)
+                metrics = {f"hparam/{m}": v for m, v in self.metrics().items()}
+                self.tb.log_hparams(self._hparams_given_first(), metrics)
             self.tb.close()
-        log.info("%s", outcome(self.row, self.out))
-
-
-def outcome(row: dict[str, Any], out: Path) -> str:
-    """One line a person can act on: what happened, where, and what to run next."""
-    out = Path(os.path.relpath(out)) if out.resolve().is_relative_to(Path.cwd()) else out
-    if row["status"] == "completed":
-        return (f"completed: test acc {row['test_acc']:.4f} in {out}; look at it: "
-                f"tensorboard --logdir {out / 'tb'}  |  python predict.py {out}")  # fmt: skip
-    return (
-        f"{row['status']}: {row['error'] or row['objective_from']}; row in {out / 'results.json'}"
-    )
-
-
-def _open_tensorboard(
-    cfg: DictConfig, out: Path, name: str, state: TrainState, data: Data, recipe: Recipe
-) -> TensorBoardRun:
-    """The job's TensorBoard run; a resumed job drops events after its checkpoint's epoch."""
-    tb = TensorBoardRun(out / "tb" / name, purge_step=state.epoch + 1 if state.epoch else None)
-    if state.epoch == 0:
-        if cfg.tensorboard.images:
-            tb.log_images("images", denormalise(data.train.images[:64], data.mean, data.std))
-        if cfg.tensorboard.graph:
-            example = data.train.images[:2].to(next(state.model.parameters()).device)
-            tb.log_graph(state.model, example.contiguous(memory_format=recipe.memory_format))
-    return tb
+        self.alive.release()
+        if not str(self.row["error"]).startswith("KeyboardInterrupt"):  # train.py says it
+            log.info("%s", outcome(self.row, self.out))
 
 
 def _elapsed(checkpoint: dict[str, Any]) -> float:

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 
+from cnnsweep.train.liveness import live_jobs
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -76,7 +78,8 @@ def _sweep_size() -> int | None:
 def resolve_threads(threads: int | str) -> int:
     """``auto``: all cores, divided between the jobs a parallel launcher runs at once (the
     launcher's ``n_jobs``, at most the jobs the sweep has); a submitit job gets its
-    ``cpus_per_task``."""
+    ``cpus_per_task``. Jobs already running on this host (another worker of the same study,
+    another sweep) count too."""
     if threads == "auto":
         parallel = 1
         if HydraConfig.initialized():
@@ -88,7 +91,8 @@ def resolve_threads(threads: int | str) -> int:
                 n_jobs = launcher.get("n_jobs") or 1
                 parallel = cpu_count() if n_jobs < 0 else n_jobs
                 parallel = min(parallel, _sweep_size() or parallel)
-        return max(1, cpu_count() // parallel)
+        # and between the jobs running on this host now: other workers, other shells
+        return max(1, cpu_count() // max(parallel, live_jobs()))
     if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
         return threads
     raise ConfigError(f"threads={threads!r} is not allowed: use auto or an integer > 0")

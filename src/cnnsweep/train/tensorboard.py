@@ -10,9 +10,15 @@ from typing import Any
 
 import torch
 import torchvision
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
+
+from cnnsweep.data.normalise import denormalise
+from cnnsweep.data.types import Data
+from cnnsweep.train.loop import Recipe
+from cnnsweep.train.state import TrainState
 
 
 class TensorBoardRun:
@@ -85,3 +91,17 @@ class TensorBoardRun:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def open_job_run(
+    cfg: DictConfig, out: Path, name: str, state: TrainState, data: Data, recipe: Recipe
+) -> TensorBoardRun:
+    """The job's TensorBoard run; a resumed job drops events after its checkpoint's epoch."""
+    tb = TensorBoardRun(out / "tb" / name, purge_step=state.epoch + 1 if state.epoch else None)
+    if state.epoch == 0:
+        if cfg.tensorboard.images:
+            tb.log_images("images", denormalise(data.train.images[:64], data.mean, data.std))
+        if cfg.tensorboard.graph:
+            example = data.train.images[:2].to(next(state.model.parameters()).device)
+            tb.log_graph(state.model, example.contiguous(memory_format=recipe.memory_format))
+    return tb
