@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train test lint format bench bench-grid bench-search bench-accuracy aggregate tensorboard search dashboard predict clean slurm-up slurm-down postgres-up postgres-down test-cluster
+.PHONY: setup data train test lint format bench bench-grid bench-search bench-accuracy bench-host aggregate tensorboard search dashboard predict clean slurm-up slurm-down postgres-up postgres-down test-cluster
 
 setup: $(VENV)/.installed data
 
@@ -85,6 +85,10 @@ tensorboard: | $(VENV)/.installed
 # time to 90/91/92/93% test accuracy: seed 003's recipe vs experiment=fashion_mnist_fast, same run
 bench-accuracy: setup
 	$(PY) scripts/bench_accuracy.py $(ARGS)
+
+# two jobs started together on this machine (threads=auto, every core each) against one alone
+bench-host: setup
+	$(PY) scripts/bench_host_jobs.py $(ARGS)
 
 # the seed's 8-run grid, 3 epochs on Fashion-MNIST: train.py -m vs the seed's loop (ARGS=--quick: 2 runs, 1 epoch)
 bench-grid: setup

@@ -15,6 +15,7 @@ from cnnsweep.data.types import DatasetError
 from cnnsweep.sweep.callbacks import SweepSummary
 from cnnsweep.sweep.resolvers import register_resolvers
 from cnnsweep.train.job import ConfigError, run_job
+from cnnsweep.train.liveness import register, unregister
 
 log = logging.getLogger("train")
 # Hydra 1.4 warns about every callback it instantiates without an execution whitelist; the one
@@ -31,6 +32,7 @@ register_resolvers()  # ${cnnsweep.worker:} in the search presets' sweep folders
 
 @hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    register()  # counted by threads=auto from now on, before the data is read
     try:
         return run_job(cfg)
     except (ConfigError, DatasetError) as e:
@@ -40,9 +42,13 @@ def main(cfg: DictConfig) -> float:
             return math.nan
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        unregister()
 
 
 if __name__ == "__main__":
+    if not {"-m", "--multirun"} & set(sys.argv):  # a single run is a job from its first second
+        register()  # (a sweep's driver is not: its jobs register, wherever they run)
     try:
         main()
     except KeyboardInterrupt as e:  # Ctrl-C: one line, not a traceback; rows already say it

@@ -22,19 +22,24 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # piece -> the functions (module file suffix, name) whose cumulative time it is
-PIECES = {
-    "data (read + normalise + split)": [("data.py", "load_data")],
-    "model graph trace (TensorBoard)": [("tracking.py", "log_graph")],
-    "sample images (TensorBoard)": [("tracking.py", "log_images")],
+PIECES = {  # today's modules, and the older checkouts' (data.py, tracking.py)
+    "data (read + normalise + split)": [("load.py", "load_data"), ("data.py", "load_data")],
+    "model graph trace (TensorBoard)": [("tensorboard.py", "log_graph"),
+                                        ("tracking.py", "log_graph")],
+    "sample images (TensorBoard)": [("tensorboard.py", "log_images"),
+                                    ("tracking.py", "log_images")],
     "training epoch (54000 images)": [("loop.py", "train_one_epoch")],
     "evaluation passes (validation + test)": [("loop.py", "evaluate")],
-    "weight histograms (TensorBoard)": [("tracking.py", "log_histograms")],
-    "rows (results, epochs)": [("tracking.py", "write_results_row"),
+    "weight histograms (TensorBoard)": [("tensorboard.py", "log_histograms"),
+                                        ("tracking.py", "log_histograms")],
+    "rows (results, epochs)": [("files.py", "write_results_row"),
+                               ("files.py", "write_epoch_rows"),
+                               ("tracking.py", "write_results_row"),
                                ("tracking.py", "write_epoch_rows")],
     "training checkpoint (last.pt)": [("state.py", "save_last")],
     "model.pt": [("state.py", "save_model"), ("job.py", "save_checkpoint")],
     "pictures + class report": [("reports.py", "write_job_reports")],
-    "HParams entry": [("tracking.py", "log_hparams")],
+    "HParams entry": [("tensorboard.py", "log_hparams"), ("tracking.py", "log_hparams")],
 }  # fmt: skip
 
 
@@ -57,7 +62,10 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from cnnsweep.train.job import run_job
+    try:
+        from cnnsweep.train.job import run_job
+    except ImportError:  # an older checkout
+        from cnnsweep.job import run_job
 
     imports = time.perf_counter() - t0
     GlobalHydra.instance().clear()

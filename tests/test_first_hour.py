@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from cnnsweep.commands import look_commands
 from cnnsweep.results.cli import aggregate
-from cnnsweep.train import runtime
+from cnnsweep.train import liveness, runtime
 from cnnsweep.train.liveness import Alive, live_jobs
 
 QUIET = ["progress=false", "reports=false", "tensorboard.graph=false"]
@@ -206,14 +206,21 @@ def test_threads_auto_shares_the_cores_with_jobs_running_on_this_host(
     monkeypatch.setattr(runtime, "cpu_count", lambda: 8)
     before = live_jobs()
     assert runtime.resolve_threads("auto") == 8 // max(1, before)
-    others = [Alive(tmp_path / f"worker{i}") for i in range(2)]  # two other workers' jobs
+    # two other processes' jobs: their entries, locked as another process would hold them
+    others = [liveness._lock(liveness.host_dir() / f"other-{i}.lock") for i in range(2)]
     try:
         assert live_jobs() == before + 2
         assert runtime.resolve_threads("auto") == 8 // (before + 2)
         assert runtime.resolve_threads(3) == 3  # a number is a number
+        mine = Alive(tmp_path / "job")  # this process's job counts once, however nested
+        liveness.register()
+        assert live_jobs() == before + 3
+        liveness.unregister()
+        mine.release()
     finally:
-        for alive in others:
-            alive.release()
+        for i, handle in enumerate(others):
+            (liveness.host_dir() / f"other-{i}.lock").unlink()
+            handle.close()
     assert live_jobs() == before
 
 

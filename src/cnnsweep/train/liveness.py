@@ -18,7 +18,7 @@ import secrets
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 RUNNING = ".running"
 
@@ -40,19 +40,39 @@ def _lock(path: Path) -> IO[str] | None:
 
 
 class Alive:
-    """Held by a running job: its folder's lock and its entry among this host's jobs."""
+    """Held by a running job: its folder's lock and this process's entry among the host's jobs."""
 
     def __init__(self, job_dir: Path) -> None:
         self._folder_file = Path(job_dir) / RUNNING
         self._folder = _lock(self._folder_file)
-        self._host_file = host_dir() / f"{os.getpid()}-{secrets.token_hex(4)}.lock"
-        self._host = _lock(self._host_file)
+        register()
 
     def release(self) -> None:
-        for handle, path in ((self._folder, self._folder_file), (self._host, self._host_file)):
-            if handle is not None:  # ours: removed, then closed (closing drops the lock)
-                path.unlink(missing_ok=True)
-                handle.close()
+        if self._folder is not None:  # ours: removed, then closed (closing drops the lock)
+            self._folder_file.unlink(missing_ok=True)
+            self._folder.close()
+        unregister()
+
+
+_entry: dict[str, Any] = {"count": 0, "handle": None, "path": None}
+
+
+def register() -> None:
+    """Count this process among the host's running jobs (nested calls count once). train.py
+    registers before the data is read, so that two jobs started together both see the other
+    when they choose their threads."""
+    if _entry["count"] == 0:
+        path = host_dir() / f"{os.getpid()}-{secrets.token_hex(4)}.lock"
+        _entry.update(handle=_lock(path), path=path)
+    _entry["count"] += 1
+
+
+def unregister() -> None:
+    _entry["count"] = max(0, _entry["count"] - 1)
+    if _entry["count"] == 0 and _entry["handle"] is not None:
+        _entry["path"].unlink(missing_ok=True)
+        _entry["handle"].close()
+        _entry.update(handle=None, path=None)
 
 
 def is_running(job_dir: Path) -> bool:
