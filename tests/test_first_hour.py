@@ -240,3 +240,17 @@ def test_each_dataset_has_its_own_leaderboard_and_picture(tmp_path: Path) -> Non
     assert "## Dataset `fashion_mnist`" in summary and "## Dataset `image_folder`" in summary
     pictures = sorted(p.name for p in (tmp_path / "res").glob("test_acc*.png"))
     assert pictures == ["test_acc_fashion_mnist.png", "test_acc_image_folder.png"]
+
+
+def test_hparams_list_the_knobs_given_on_the_command_line_first(compose_cfg, tmp_path) -> None:
+    """TensorBoard's HParams tab shows the first knobs: a sweep's varying ones must be there."""
+    from cnnsweep.sweep.trial import OptunaTrial
+    from cnnsweep.train.record import JobInfo, JobRecord
+
+    cfg = compose_cfg(["lr=0.01", "shuffle=false", "model=bn_cnn"])
+    info = JobInfo(tmp_path, overrides=["shuffle=false", "model=bn_cnn", "lr=0.01"])
+    record = JobRecord(cfg, info, OptunaTrial())
+    try:
+        assert list(record._hparams_given_first())[:3] == ["lr", "shuffle", "model"]
+    finally:
+        record.alive.release()

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cnnsweep.data.normalise import denormalise  # noqa: E402
@@ -59,10 +60,11 @@ def history_figure(epoch_rows: list[dict[str, Any]]) -> Figure:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+        # below the plot, where no point can be: one epoch's points sit in the middle
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
         # whole epochs, with room around them: one epoch is a point, not a 0.96-1.04 axis
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     fig.tight_layout()
     return fig
 
