@@ -52,7 +52,6 @@ FINISHED = ("completed", "diverged", "pruned")  # a finished job is never contin
 def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
     info = job_info(output_dir)
-    out = info.output_dir
     trial = OptunaTrial.from_config(cfg)  # this job's Optuna trial; inert outside a search
     try:  # bad knobs and bad data are refused before anything in the job folder changes
         validate(cfg)
