@@ -68,8 +68,9 @@ def test_every_make_target_in_the_readme_exists() -> None:
         if command.startswith("make "):
             words = shlex.split(command)
             target = next(w for w in words[1:] if "=" not in w)
+            env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "ARGS")}
             proc = subprocess.run(["make", "-n", "-C", str(REPO), target], capture_output=True,
-                                  text=True, timeout=60)  # fmt: skip
+                                  text=True, timeout=60, env=env)  # fmt: skip
             assert proc.returncode == 0, (command, proc.stderr)
 
 
@@ -89,8 +90,10 @@ def test_the_readme_commands_run_as_written_in_a_fresh_shell(
         f"{grid} {shrink} hydra.sweep.dir={tmp_path}/grid reports=false",
         f"make aggregate DIRS={tmp_path}/grid ARGS='--out {tmp_path}/results'",
     ])  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: no venv on the PATH
+    # a fresh login's environment: no venv on the PATH, no variables of an enclosing
+    # `make test ARGS=...` (make exports them to what it runs)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
+           "LANG": "C.UTF-8", "PYTHONWARNINGS": "ignore"}  # fmt: skip
     proc = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True,
                           timeout=900, env=env)  # fmt: skip
     output = proc.stdout + proc.stderr

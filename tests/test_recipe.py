@@ -324,3 +324,17 @@ def test_the_recipe_search_sweeps_keys_the_job_has() -> None:
     assert len(params) >= 6
     for key in params:
         assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+    # its warm start is the fast preset's recipe, named as the space names it, inside the space
+    (point,) = cfg.hydra.sweeper.enqueue
+    assert set(point) == set(params)
+    with initialize_config_dir(config_dir=str(CONF)):
+        fast = compose("config", ["experiment=fashion_mnist_fast"])
+    GlobalHydra.instance().clear()
+    for key, value in point.items():
+        assert OmegaConf.select(fast, key) == value, key
+        space = str(params[key])
+        if space.startswith("choice("):
+            assert str(value) in space, key
+        else:  # interval(low, high), tagged log or not
+            low, high = (float(x) for x in space.split("interval(")[1].rstrip(")").split(","))
+            assert low <= value <= high, key

@@ -33,6 +33,13 @@ def open_study(name: str, url: str) -> Any:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def _importances(vis: Any, study: Any, evaluator: Any) -> Any:
+    """Optuna's importance bars, saying which method computed them."""
+    ax = vis.plot_param_importances(study, evaluator=evaluator)
+    ax.set_xlabel("importance (PED-ANOVA, as the dashboard)")
+    return ax
+
+
 def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     """Optuna's pictures of ``study`` and its ``trials.csv`` in ``folder``; returns the files
     written and one line per picture that cannot be drawn (yet)."""
@@ -46,7 +53,7 @@ def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     evaluator = optuna.importance.PedAnovaImportanceEvaluator()
     plots = {  # file: (completed trials it needs, how Optuna draws it)
         "optimization_history.png": (1, vis.plot_optimization_history),
-        "param_importances.png": (2, lambda s: vis.plot_param_importances(s, evaluator=evaluator)),
+        "param_importances.png": (2, lambda s: _importances(vis, s, evaluator)),
         "intermediate_values.png": (0, vis.plot_intermediate_values),
         "parallel_coordinate.png": (2, vis.plot_parallel_coordinate),
     }
@@ -65,7 +72,9 @@ def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
                 if done < needs or (file == "intermediate_values.png" and not curves):
                     why = f"{done} completed trial(s)" if done < needs else "no per-epoch values"
                     raise ValueError(f"{why}, needs {needs or 'a trial with them'}")
-                save_figure(np.ravel(draw(study))[0].figure, folder / file)
+                figure = np.ravel(draw(study))[0].figure
+                figure.tight_layout()  # long names (model.depth) kept inside the picture
+                save_figure(figure, folder / file)
                 written.append(folder / file)
             except Exception as e:  # one picture missing must not cost the others
                 notes.append(f"study {study.study_name!r}: no {file}: {e}".splitlines()[0])

@@ -60,6 +60,7 @@ from cnnsweep.sweep.storage import (
     storage_error,
     storage_url,
 )
+from cnnsweep.sweep.warm_start import create_with_warm_start, plain
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class PruningOptunaSweeper(OptunaSweeper):
         grace_period: int | None = None,
         max_retry: int | None = None,
         objective: str | None = None,
+        enqueue: Any = None,
+        warm_start: Any = None,
         **kwargs: Any,
     ) -> None:
         # refused before the storage is opened, and before any job, row or log is written
@@ -194,6 +197,8 @@ class PruningOptunaSweeper(OptunaSweeper):
         if str(self.storage_url).startswith(JOURNAL):
             self.sweeper.storage = open_storage(self.storage_url)  # Optuna takes RDB URLs only
         self.sampler_config = sampler
+        self.enqueue = list(plain(enqueue) or [])  # warm starts: added once, at creation
+        self.warm_start = plain(warm_start) or None
         self.pruner = pruner  # reaches the jobs through the `${hydra:sweeper.pruner}` override
         # the tables first, with retries: workers started together collide creating them, and
         # the heartbeat storage below opens (and would create) them at once
@@ -210,6 +215,12 @@ class PruningOptunaSweeper(OptunaSweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         self._record_sweep()
+        if self.enqueue or self.warm_start:  # before the plugin creates (or loads) the study
+            name = create_with_warm_start(
+                self.sweeper.study_name, self.sweeper.storage, self.sweeper._get_directions(),
+                self.enqueue, self.warm_start,
+            )  # fmt: skip
+            self.sweeper.study_name = self.sweeper.study_name or name
         fail_stale_trials(self.sweeper.storage, self.sweeper.study_name)  # before the 1st ask
         return super().sweep(arguments)
 
