@@ -16,6 +16,7 @@ from cnnsweep.results.studies import open_study
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("optimization_history.png", "param_importances.png", "intermediate_values.png",
+         "best_so_far.png",
          "parallel_coordinate.png")  # fmt: skip
 
 
@@ -81,7 +82,7 @@ def test_a_plot_that_cannot_be_drawn_is_skipped_with_one_line(tmp_path: Path) ->
     report = aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
     folder = tmp_path / "out" / "young"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "intermediate_values.png", "optimization_history.png", "trials.csv"
+        "best_so_far.png", "intermediate_values.png", "optimization_history.png", "trials.csv"
     ]  # fmt: skip
     assert len(report["notes"]) == 2
     assert report["notes"][0].startswith("study 'young': no param_importances.png: 1 completed")

@@ -40,6 +40,28 @@ def _importances(vis: Any, study: Any, evaluator: Any) -> Any:
     return ax
 
 
+def _best_so_far(study: Any) -> Any:
+    """The best value found so far against the minutes since the study's first trial started:
+    what a search buys with more time (a worker's idle time and pruning both show in it)."""
+    import matplotlib.pyplot as plt
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    start = min(t.datetime_start for t in study.trials if t.datetime_start is not None)
+    done = sorted(done, key=lambda t: t.datetime_complete)
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    minutes, best = [], []
+    for trial in done:
+        minutes.append((trial.datetime_complete - start).total_seconds() / 60)
+        best.append(trial.value if not best else pick(best[-1], trial.value))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.step(minutes, best, where="post", marker="o", markersize=3)
+    ax.set(xlabel="minutes since the study's first trial started", ylabel="best value so far",
+           title="Best value so far")  # fmt: skip
+    ax.grid(alpha=0.3)
+    return ax
+
+
 def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     """Optuna's pictures of ``study`` and its ``trials.csv`` in ``folder``; returns the files
     written and one line per picture that cannot be drawn (yet)."""
@@ -56,6 +78,7 @@ def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
         "param_importances.png": (2, lambda s: _importances(vis, s, evaluator)),
         "intermediate_values.png": (0, vis.plot_intermediate_values),
         "parallel_coordinate.png": (2, vis.plot_parallel_coordinate),
+        "best_so_far.png": (1, _best_so_far),
     }
     done = len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
     curves = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
