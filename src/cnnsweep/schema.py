@@ -5,7 +5,7 @@ mean) and those that only say where or how fast it runs. ``RUNTIME_KEYS`` lists 
 everything else is the first. ``KNOBS`` names the learning knobs a leaderboard shows as columns
 and where the config keeps each. The rest of the repo derives from these lists:
 
-- the results row (``ROW``), its HParams entry, the epoch rows (``EPOCH_COLUMNS``);
+- the results row, its HParams entry, the epoch rows;
 - resume: a finished job is skipped when its stored ``learning_config`` equals the new one;
 - run names: TensorBoard runs are named after the overrides that are not runtime keys;
 - the leaderboard: ``config_id`` groups the seeds of one configuration, and its columns.
@@ -60,20 +60,10 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_
            "best_val_acc")  # fmt: skip
 LAST_METRICS = ("last_train_loss", "last_train_acc", "last_val_loss", "last_val_acc")
 
-# the results row, in order: status, knobs, objective, metrics, how it ran, where it is
-ROW_LEAD = ("status", "error")
-ROW_OBJECTIVE = ("objective", "objective_value", "objective_from")
+# the row's columns that start empty and fill as a job runs (the knobs and metrics above too)
 ROW_PROGRESS = ("best_epoch", "metrics_epoch", *LAST_METRICS, "epochs_run", "stopped_early_at",
                 "resumed_from_epoch")  # fmt: skip
 ROW_MODEL = ("params", "flops", "class_names", "skipped_files")
-ROW_RUN = ("epoch_duration", "run_duration", "run_name", "overrides", "job_num", "study_name",
-           "trial_number", "study_storage", "job_dir", "sweep_dir", "started_at", "finished_at",
-           "device", "threads", "versions", "config")  # fmt: skip
-
-
-def row_columns() -> tuple[str, ...]:
-    """Every key of a results row, in the order ``results.json`` lists them."""
-    return (*ROW_LEAD, *KNOBS, *ROW_OBJECTIVE, *METRICS, *ROW_PROGRESS, *ROW_MODEL, *ROW_RUN)
 
 
 # an epoch row: the seed's RunManager layout, the knobs it repeated, then this repo's columns
