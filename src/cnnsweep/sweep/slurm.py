@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _thread
 import logging
+import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +37,14 @@ NEVER = {
 }
 FIRST_LOOK_S = 5
 LOOK_EVERY_S = 10
+
+
+class NeverStarts(Exception):
+    """Raised in the launcher's thread once the watch has cancelled jobs that can never run."""
+
+
+def _woken(signum: int, frame: Any) -> None:
+    raise NeverStarts
 
 
 class OnceFilter(logging.Filter):
@@ -95,8 +104,9 @@ class PendingWatch(threading.Thread):
                     )
                     cancel(ids)
                     # the launcher waits on submitit, which without sacct never sees a
-                    # cancelled job end: wake it (launch turns this into the error line)
-                    _thread.interrupt_main()
+                    # cancelled job end: wake it with a signal of its own (SIGINT may be
+                    # ignored, as under nohup), which launch turns into the error line
+                    _thread.interrupt_main(signal.SIGUSR1)
                     return
 
 
@@ -150,13 +160,14 @@ class WatchedSlurmLauncher(SlurmLauncher):
         quiet_sacct()
         folder = Path(str(self.params["submitit_folder"])).parent  # .../.submitit/%j
         watch = PendingWatch(folder, time.time(), self.params)
+        previous = signal.signal(signal.SIGUSR1, _woken)
         watch.start()
         try:
             return super().launch(job_overrides, initial_job_idx)
+        except NeverStarts:  # the watch cancelled the sweep: its line, exit code 2
+            print(f"error: {watch.why}", file=sys.stderr)
+            raise SystemExit(2) from None
         except KeyboardInterrupt:
-            if watch.why:  # the watch cancelled the sweep: its line, exit code 2
-                print(f"error: {watch.why}", file=sys.stderr)
-                raise SystemExit(2) from None
             ids = watch.job_ids()
             if ids:
                 cancel(ids)
@@ -169,3 +180,4 @@ class WatchedSlurmLauncher(SlurmLauncher):
             raise
         finally:
             watch.stopped.set()
+            signal.signal(signal.SIGUSR1, previous)
