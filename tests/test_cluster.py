@@ -241,18 +241,19 @@ def test_a_preempted_job_is_requeued_and_continues_from_its_checkpoint(
     assert f"resumed at epoch {stopped['epochs_run'] + 1} of {epochs}" in log
 
 
-def test_optuna_search_on_slurm_two_trials_at_a_time_prunes(
+def test_optuna_search_on_slurm_in_batches_of_two_prunes(
     slurm, tmp_path: Path, tiny_root: Path
 ) -> None:
-    """Two trials per batch, each a Slurm job; a hopeless trial (lr 1e-5) is pruned by the
-    median of the two good ones, as tests/test_optuna.py proves it without Slurm."""
+    """The plugin's batches (hydra.sweeper.asynchronous=false): two trials per batch, each a
+    Slurm job; a hopeless trial (lr 1e-5) is pruned by the median of the two good ones, as
+    tests/test_optuna.py proves it without Slurm."""
     storage = storage_url("sqlite:///studies/optuna.db", cwd=tmp_path)  # hydra/sweeper=optuna's
     study = optuna.create_study(study_name="slurm", storage=storage, direction="maximize")
     for lr in (3e-3, 2e-3, 1e-5, 2e-5):
         study.enqueue_trial({"lr": lr})
     args = [
         "-m", *SLURM, "hydra/sweeper=optuna", "hydra.sweeper.study_name=slurm",
-        "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra.sweeper.asynchronous=false",
         "lr=tag(log,interval(1e-5,1e-1))", "hydra.sweeper.pruner.n_startup_trials=2",
         "hydra.sweeper.pruner.n_warmup_steps=1", f"hydra.sweep.dir={tmp_path / 'search'}",
         "hydra.sweep.subdir=trial_${optuna.trial}", "model=network", "batch_size=30",
@@ -276,6 +277,33 @@ def test_optuna_search_on_slurm_two_trials_at_a_time_prunes(
     assert len(logs) == 4 and len(arrays) == 2, logs.keys()
     for script in (tmp_path / "search" / ".submitit").glob("*/*_submission.sh"):
         assert "#SBATCH --array=0-1" in script.read_text()
+
+
+def test_asynchronous_search_on_slurm_keeps_two_jobs_queued(
+    slurm, tmp_path: Path, tiny_root: Path
+) -> None:
+    """hydra.sweeper.n_jobs=2, asynchronous (the default): every trial is a Slurm job of its
+    own, submitted when a slot frees; while the long trial 0 (300 epochs of tiny data, about
+    40 s) runs, the other slot runs the short trials 1, 2 and 3 (1-3 epochs) one after another."""
+    args = [
+        "-m", *SLURM, "hydra/sweeper=optuna", "hydra.sweeper.study_name=async",
+        "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra/sweeper/pruner=nop",
+        "epochs=choice(1,2,3,300)",  # enqueued points are unique
+        "hydra.sweeper.enqueue=[{epochs:300},{epochs:1},{epochs:2},{epochs:3}]",
+        f"hydra.sweep.dir={tmp_path / 'search'}", "hydra.sweep.subdir=trial_${optuna.trial}",
+        "model=lenet", "batch_size=30", f"data_dir={tiny_root}", *QUIET,
+    ]  # fmt: skip
+    proc = run_cli(args, tmp_path)
+    assert proc.returncode == 0, readable(proc.stdout + proc.stderr)
+    by_trial = rows_by_trial(tmp_path / "search")
+    assert sorted(by_trial) == [0, 1, 2, 3]
+    assert [by_trial[n]["epochs_run"] for n in range(4)] == [300, 1, 2, 3]
+    long_end = by_trial[0]["finished_at"]
+    assert all(by_trial[n]["started_at"] < long_end for n in (2, 3)), by_trial  # slot 2 went on
+    logs = slurm_logs(tmp_path / "search")
+    assert len(logs) == 4 and all("_" not in job_id or job_id.endswith("_0") for job_id in logs)
+    for script in (tmp_path / "search" / ".submitit").glob("*/*_submission.sh"):
+        assert "#SBATCH --array=0-1" not in script.read_text()  # one job per submission
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

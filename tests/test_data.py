@@ -85,6 +85,25 @@ def test_csv_round_trip(tmp_path: Path) -> None:
     assert torch.equal(labels, torch.from_numpy(exp_labels).long())
 
 
+def test_a_csv_is_parsed_once_per_process_and_again_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs a worker process runs one after another share the parse (30000 rows: seconds);
+    a rewritten file is read again, and no caller can change what the next one gets."""
+    import numpy as np
+
+    parses = []
+    real = np.loadtxt
+    monkeypatch.setattr(np, "loadtxt", lambda *a, **k: parses.append(a[0]) or real(*a, **k))
+    path = write_csv_dataset(tmp_path / "train.csv", n=30)
+    first, _ = read_csv_split(path)
+    first.zero_()  # a caller that normalises in place
+    again, labels = read_csv_split(path)
+    assert len(parses) == 1 and again.max() > 0 and len(labels) == 30
+    write_csv_dataset(path, n=40, seed=3)
+    assert len(read_csv_split(path)[1]) == 40 and len(parses) == 2
+
+
 def test_csv_with_wrong_column_count_names_it(tmp_path: Path) -> None:
     write_csv_dataset(tmp_path / "bad.csv", n=5, columns=700)
     with pytest.raises(DatasetError, match=r"bad.csv has 700 columns; expected 785"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,21 @@ from cnnsweep.data.types import DatasetError
 
 
 def read_csv_split(path: str | Path, image_size: int = 28, in_channels: int = 1) -> tuple:
-    """Seed 003's Kaggle CSV: a header, then `label,pixel1..pixelN` rows of 0-255 values."""
+    """Seed 003's Kaggle CSV: a header, then `label,pixel1..pixelN` rows of 0-255 values.
+
+    Parsed once per process and file version (path, size, mtime): the jobs a joblib worker or
+    a search worker runs one after another reuse it (30000 rows take seconds to parse)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"CSV file {path} does not exist")
+    stat = path.stat()
+    version = (path.resolve(), stat.st_size, stat.st_mtime_ns)
+    images, labels = _parsed(*version, image_size, in_channels)
+    return images.clone(), labels.clone()  # callers may change theirs in place
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: Path, size: int, mtime_ns: int, image_size: int, in_channels: int) -> tuple:
     n_pixels = in_channels * image_size * image_size
     with open(path) as f:
         header = f.readline().strip().split(",")

@@ -157,3 +157,13 @@ def datasets(rows: pd.DataFrame) -> list[str]:
 def varying(rows: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     """The columns with more than one known value among ``rows``."""
     return [c for c in columns if c in rows and rows[c].nunique(dropna=True) > 1]
+
+
+def busy_fraction(rows: Sequence[dict], slots: int) -> float:
+    """How busy ``slots`` parallel slots were over a sweep: the jobs' summed ``run_duration``
+    over ``slots`` x (the last ``finished_at`` minus the first ``started_at``). 1.0: no slot
+    ever waited; a synchronous batch waiting for its slowest job shows as less."""
+    start = min(pd.Timestamp(r["started_at"]) for r in rows)
+    end = max(pd.Timestamp(r["finished_at"]) for r in rows)
+    busy = sum(float(r["run_duration"]) for r in rows)
+    return busy / (slots * max((end - start).total_seconds(), 1e-9))

@@ -46,6 +46,7 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
+from cnnsweep.sweep import asynchronous
 from cnnsweep.sweep.resolvers import register_resolvers, worker_id
 from cnnsweep.sweep.storage import (
     JOURNAL,
@@ -118,7 +119,7 @@ def _tell_unless_finished(tell: Any) -> Any:
         verbosity = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
         try:
-            return tell(*args, skip_if_finished=True, **kwargs)
+            return tell(*args, **{**kwargs, "skip_if_finished": True})
         finally:
             optuna.logging.set_verbosity(verbosity)
 
@@ -132,7 +133,12 @@ LAUNCH_LOGGERS = (
     "hydra._internal.core_plugins.basic_launcher",
     "hydra_plugins.hydra_joblib_launcher._core",
     "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
+    "cnnsweep.sweep.asynchronous",
 )
+
+
+# a launcher's lines about a batch (its size, the sweep folder)
+BATCH_LINES = ("Joblib.Parallel(", "Launching jobs, sweep output dir")
 
 
 class ReadableLaunchLines(logging.Filter):
@@ -146,12 +152,16 @@ class ReadableLaunchLines(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if asynchronous.in_worker and message.startswith(BATCH_LINES):
+            return False  # said for every trial of an asynchronous search: said once, above
         if message.startswith("Storage: "):
             record.msg = f"Storage: {hide_password(self.url) if self.url else 'in memory'}"
             record.args = ()
         elif "++optuna." in message:
             trial = re.search(r"\+\+optuna\.trial=(\d+)", message)
             short = re.sub(r"\s*\+\+optuna\.\S+", "", message)
+            if asynchronous.in_worker:  # one job per launch: its batch index says nothing
+                short = re.sub(r"^\s*#\d+ : ", "launching ", short)
             record.msg = short + (f" (trial {trial.group(1)})" if trial else "")
             record.args = ()
         return True
@@ -181,6 +191,7 @@ class PruningOptunaSweeper(OptunaSweeper):
         objective: str | None = None,
         enqueue: Any = None,
         warm_start: Any = None,
+        asynchronous: bool = True,
         **kwargs: Any,
     ) -> None:
         # refused before the storage is opened, and before any job, row or log is written
@@ -199,16 +210,9 @@ class PruningOptunaSweeper(OptunaSweeper):
         self.sampler_config = sampler
         self.enqueue = list(plain(enqueue) or [])  # warm starts: added once, at creation
         self.warm_start = plain(warm_start) or None
+        self.asynchronous = asynchronous  # false: the plugin's synchronous batches of n_jobs
         self.pruner = pruner  # reaches the jobs through the `${hydra:sweeper.pruner}` override
-        # the tables first, with retries: workers started together collide creating them, and
-        # the heartbeat storage below opens (and would create) them at once
-        create_tables(self.storage_url)
-        if heartbeat_interval and is_rdb(self.storage_url):
-            # Optuna expects heartbeats from Study.optimize; here each job beats for its trial
-            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
-            self.sweeper.storage = heartbeat_storage(
-                self.storage_url, heartbeat_interval, grace_period, max_retry
-            )
+        self.heartbeat = (heartbeat_interval, grace_period, max_retry)
         self._reseeded = False
         self._plugin_configure_trials = self.sweeper._configure_trials
         self.sweeper._configure_trials = self._configure_trials  # the plugin's hook, extended
@@ -222,7 +226,26 @@ class PruningOptunaSweeper(OptunaSweeper):
             )  # fmt: skip
             self.sweeper.study_name = self.sweeper.study_name or name
         fail_stale_trials(self.sweeper.storage, self.sweeper.study_name)  # before the 1st ask
+        if self.asynchronous and self.sweeper.n_jobs > 1:
+            return asynchronous.sweep(self.sweeper, arguments, self._configure_trials)
         return super().sweep(arguments)
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        super().setup(*args, **kwargs)
+        n_jobs = self.sweeper.n_jobs
+        if n_jobs > 1 and type(self.sweeper.launcher).__name__ == "BasicLauncher":
+            refuse(
+                f"hydra.sweeper.n_jobs={n_jobs} runs {n_jobs} trials at once, but the basic "
+                "launcher runs one job at a time: add hydra/launcher=joblib (this machine) or "
+                "hydra/launcher=slurm, or pass hydra.sweeper.n_jobs=1"
+            )
+        # the tables first, with retries: workers started together collide creating them, and
+        # the heartbeat storage below opens (and would create) them at once
+        create_tables(self.storage_url)
+        if self.heartbeat[0] and is_rdb(self.storage_url):
+            # Optuna expects heartbeats from Study.optimize; here each job beats for its trial
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
+            self.sweeper.storage = heartbeat_storage(self.storage_url, *self.heartbeat)
 
     def _record_sweep(self) -> None:
         """``<sweep dir>/multirun.yaml``, as Hydra's basic sweeper writes it (``make

@@ -69,6 +69,10 @@ class OptunaTrial:
         pruner = block.get("pruner")
         if isinstance(pruner, DictConfig):
             pruner = OmegaConf.to_container(pruner, resolve=True)
+        if isinstance(pruner, dict) and pruner.get("max_resource") == "auto" and cfg.get("epochs"):
+            # Hyperband's brackets from the trial's epochs, the same in every job (Optuna's own
+            # auto guesses them per process from the trials it has seen: Optuna issue #3083)
+            pruner = {**pruner, "max_resource": int(cfg.epochs)}
         return cls(
             block.get("study_name"),
             block.get("storage"),

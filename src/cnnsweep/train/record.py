@@ -108,7 +108,7 @@ def new_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial) -> dict[str, Any
         "study_storage": trial.storage,
         "job_dir": str(info.output_dir.resolve()),
         "sweep_dir": info.sweep_dir,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "finished_at": None,
         "device": None,
         "threads": None,
@@ -298,7 +298,7 @@ class JobRecord:
         row.update(objective_value=value, objective_from=source)
 
     def _close(self) -> None:
-        finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        finished = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self.row.update(run_duration=time.time() - self.t0, finished_at=finished)
         self._returned()
         # the study hears the outcome from the job, while it still beats: a finished trial is
