@@ -1,14 +1,19 @@
-"""The same seeded Optuna search with and without pruning: epochs trained, wall time, best val acc.
+"""How fast a search finds good models: searches run as train.py runs them, in fresh studies.
 
-Both arms run ``train.py -m hparams_search=fashion_mnist_optuna`` (seeded TPE, the preset's search
-space) in a fresh study of their own; one with ``hydra/sweeper/pruner=nop`` (never prunes), one
-with the preset's pruner (``--pruner median``: another of conf/hydra/sweeper/pruner/).
-Target: pruning trains at most 60% of the epochs, and its best validation accuracy is within
-0.5 points of the unpruned search's.
+Default: three searches of the recipe space (``hparams_search=fashion_mnist_recipe``, no warm
+start) at an equal wall budget, one after another: (a) the plugin's behaviour (TPE, no pruning,
+synchronous batches of 2), (b) random search, no pruning (2 at a time), (c) this repo's default
+(the preset: asynchronous, 2 at a time, its pruner). Each is stopped (Ctrl-C) at the budget;
+trials completed by then count. Prints best validation and test accuracy at the budget, the
+minutes each took to reach (a)'s final best, how busy the 2 slots were, and writes
+``best_so_far.png``. Goal: (c) reaches (a)'s final best in at most half of (a)'s time.
 
-    python scripts/bench_search.py                # 16 trials x 8 epochs, real Fashion-MNIST
-    python scripts/bench_search.py --quick        # 8 trials x 3 epochs on a 6000-image subset
-    make bench-search ARGS="--trials 24 --device cuda"
+``--pruners``: the same seeded search (the recipe space, 2 at a time, asynchronous) with each
+pruner of conf/hydra/sweeper/pruner/ on a Fashion-MNIST subset: epochs trained, best val acc.
+
+    python scripts/bench_search.py                      # 3 x 15 minutes, real Fashion-MNIST
+    python scripts/bench_search.py --budget 30
+    python scripts/bench_search.py --pruners            # 5 pruners, 6000 images, 10 x 8 epochs
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +33,28 @@ import torch
 from omegaconf import OmegaConf
 
 from cnnsweep.data.torchvision_sets import load_torchvision
+from cnnsweep.results.stats import busy_fraction
 
 REPO = Path(__file__).resolve().parents[1]
+QUIET = ["progress=false", "tensorboard.histograms=false", "tensorboard.graph=false"]
+ARMS = {  # the comparison's three searches: overrides on top of the preset
+    "(a) plugin: TPE, no pruning, batches": ["hydra.sweeper.asynchronous=false"],
+    "(b) random, no pruning": ["hydra/sweeper/sampler=random"],
+    "(c) default: async + pruner": [],
+}  # fmt: skip
+PRUNERS = ("nop", "median", "percentile", "successive_halving", "hyperband")
+
+
+def pruner(name: str) -> list[str]:
+    """The override choosing ``name``, without the recipe preset's settings of the percentile
+    pruner (n_startup_trials, n_warmup_steps) where that pruner takes no such settings."""
+    own = name in ("median", "percentile")
+    drop = (
+        []
+        if own
+        else ["~hydra.sweeper.pruner.n_startup_trials", "~hydra.sweeper.pruner.n_warmup_steps"]
+    )
+    return [f"hydra/sweeper/pruner={name}", *drop]
 
 
 def write_subset(root: Path, n_train: int, n_test: int) -> Path:
@@ -46,98 +71,151 @@ def write_subset(root: Path, n_train: int, n_test: int) -> Path:
             header = bytes([0, 0, 0x08, array.dim()]) + b"".join(
                 int(d).to_bytes(4, "big") for d in array.shape
             )
-            data = array.to(torch.uint8).numpy().tobytes()
-            (raw / f"{prefix}-{kind}-ubyte").write_bytes(header + data)
+            (raw / f"{prefix}-{kind}-ubyte").write_bytes(
+                header + array.to(torch.uint8).numpy().tobytes()
+            )
     return root
 
 
-def run_arm(name: str, pruner: str | None, args: argparse.Namespace, out: Path, stamp: str) -> dict:
-    """One search; ``pruner``: a conf/hydra/sweeper/pruner/ option, None for the preset's."""
-    study = f"bench-{pruner or 'pruned'}-{stamp}"
+def run_search(name: str, extra: list[str], out: Path, budget_s: float | None) -> dict:
+    """``train.py -m hparams_search=fashion_mnist_recipe`` in a fresh study; Ctrl-C (SIGINT to
+    its process group) at ``budget_s``. Returns the study, the rows and the wall time."""
+    study = "bench-" + "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    storage = f"sqlite:///{out.resolve()}/{study}.db"
     sweep_dir = out / study
     cmd = [
-        sys.executable, str(REPO / "train.py"), "-m", "hparams_search=fashion_mnist_optuna",
-        f"hydra.sweeper.n_trials={args.trials}",
-        f"hydra.sweeper.sampler.seed={args.seed}", f"hydra.sweeper.study_name={study}",
-        f"hydra.sweeper.storage=sqlite:///{out.resolve()}/bench_search.db",
-        f"hydra.sweep.dir={sweep_dir}", f"epochs={args.epochs}", f"device={args.device}",
-        "progress=false", "reports=false", "tensorboard.histograms=false",
-        "tensorboard.graph=false", "tensorboard.images=false", *args.overrides,
+        sys.executable, str(REPO / "train.py"), "-m", "hparams_search=fashion_mnist_recipe",
+        f"hydra.sweeper.study_name={study}", f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.enqueue=[]", *QUIET, *extra,
     ]  # fmt: skip
-    if pruner:
-        cmd.append(f"hydra/sweeper/pruner={pruner}")
-    if args.data_dir:
-        cmd.append(f"data_dir={args.data_dir}")
     print(f"{name}: {' '.join(cmd[2:])}", flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{name} failed:\n{proc.stderr[-4000:]}")
+    start = time.time()
+    log = open(out / f"{study}.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        proc.wait(timeout=budget_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: running jobs write their rows
+        proc.wait()
+    wall = time.time() - start
+    log.close()
     rows = [json.loads(p.read_text()) for p in sweep_dir.rglob("results.json")]
-    s = optuna.load_study(study_name=study, storage=f"sqlite:///{out.resolve()}/bench_search.db")
-    states = [t.state for t in s.trials]
+    trials = optuna.load_study(study_name=study, storage=storage).trials
+    return {"arm": name, "start": start, "wall": wall, "rows": rows, "trials": trials}
+
+
+def best_so_far(result: dict, budget_s: float | None = None) -> list[tuple[float, float, int]]:
+    """(minute, best val acc so far, its trial) at each completed trial, within the budget."""
+    points, best = [], None
+    done = [t for t in result["trials"] if t.state == optuna.trial.TrialState.COMPLETE]
+    for t in sorted(done, key=lambda t: t.datetime_complete):
+        minute = (t.datetime_complete.timestamp() - result["start"]) / 60
+        if budget_s is not None and minute * 60 > budget_s:
+            break
+        if best is None or t.value > best[1]:
+            best = (minute, t.value, t.number)
+        points.append((minute, best[1], best[2]))
+    return points
+
+
+def summary(result: dict, budget_s: float | None, slots: int = 2) -> dict:
+    curve = best_so_far(result, budget_s)
+    test = {r.get("trial_number"): r.get("test_acc") for r in result["rows"]}
+    ended = [r for r in result["rows"] if r.get("finished_at") and r.get("run_duration")]
+    wall = budget_s or result["wall"]
+    busy = sum(r["run_duration"] for r in ended) / (slots * wall) if ended else 0.0
+    best = curve[-1] if curve else (None, float("nan"), None)
+    states = [t.state.name for t in result["trials"]]
     return {
-        "arm": name,
-        "trials": len(s.trials),
-        "pruned": states.count(optuna.trial.TrialState.PRUNED),
-        "epochs": sum(r["epochs_run"] for r in rows),
-        "wall_s": wall,
-        "best_val_acc": s.best_value,
-        "best_params": s.best_params,
-    }
+        "arm": result["arm"], "curve": curve, "best_val": best[1], "best_trial": best[2],
+        "test": test.get(best[2]), "completed": states.count("COMPLETE"),
+        "pruned": states.count("PRUNED"), "busy": busy,
+        "epochs": sum(r.get("epochs_run") or 0 for r in result["rows"]),
+    }  # fmt: skip
+
+
+def minutes_to(curve: list[tuple[float, float, int]], target: float) -> float | None:
+    return next((minute for minute, value, _ in curve if value >= target), None)
+
+
+def plot(summaries: list[dict], budget_min: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in summaries:
+        if s["curve"]:
+            xs = [0.0] + [m for m, _, _ in s["curve"]] + [budget_min]
+            ys = [None] + [100 * v for _, v, _ in s["curve"]] + [100 * s["curve"][-1][1]]
+            ax.step(
+                xs[1:], ys[1:], where="post", label=s["arm"], marker="o", markevery=slice(0, -1)
+            )
+    ax.set(xlabel="minutes since the search started", ylabel="best validation accuracy so far (%)",
+           title="Recipe search at an equal budget (2 cores)", xlim=(0, budget_min))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare(args: argparse.Namespace, out: Path) -> None:
+    budget = args.budget * 60
+    nop = pruner("nop")
+    results = [run_search(name, extra + (nop if name[1] in "ab" else []), out, budget)
+               for name, extra in ARMS.items()]  # fmt: skip
+    summaries = [summary(r, budget) for r in results]
+    target = summaries[0]["best_val"]
+    print(f"\nbudget {args.budget:g} min per search, recipe space, 2 slots, Fashion-MNIST")
+    print("| search | completed | pruned | best val | its test | min to (a)'s best | slots busy |")
+    print("|---|---|---|---|---|---|---|")
+    for s in summaries:
+        reach = minutes_to(s["curve"], target)
+        print(f"| {s['arm']} | {s['completed']} | {s['pruned']} | {s['best_val']:.4f} | "
+              f"{s['test'] if s['test'] is not None else float('nan'):.4f} | "
+              f"{'-' if reach is None else f'{reach:.1f}'} | {s['busy']:.2f} |")  # fmt: skip
+    a, c = (minutes_to(s["curve"], target) for s in (summaries[0], summaries[2]))
+    if a is not None and c is not None:
+        print(f"(c) reached (a)'s final best in {c / a:.0%} of (a)'s time (goal: at most 50%)")
+    else:
+        print("(c) did not reach (a)'s final best within the budget (goal: in half the time)")
+    plot(summaries, args.budget, out / "best_so_far.png")
+    print(f"picture: {out / 'best_so_far.png'}")
+
+
+def pruners(args: argparse.Namespace, out: Path) -> None:
+    data = write_subset(out / "data", 6000, 1000)
+    common = [f"data_dir={data}", f"epochs={args.epochs}", f"hydra.sweeper.n_trials={args.trials}"]
+    results = [run_search(f"pruner {p}", [*common, *pruner(p)], out, None)
+               for p in PRUNERS]  # fmt: skip
+    print(f"\n{args.trials} trials x {args.epochs} epochs, recipe space, 2 at a time, TPE seed 42, "
+          "Fashion-MNIST subset (6000 train, 1000 test)")  # fmt: skip
+    print("| pruner | pruned | epochs trained | wall s | best val | its test | slots busy |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        s = summary(r, None)
+        print(f"| {r['arm'][7:]} | {s['pruned']} | {s['epochs']} | {r['wall']:.0f} | "
+              f"{s['best_val']:.4f} | {s['test'] or float('nan'):.4f} | "
+              f"{busy_fraction(r['rows'], 2):.2f} |")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="8 trials x 3 epochs, 6000 train images"
-    )
-    parser.add_argument("--trials", type=int, default=None, help="trials per arm (16; quick: 8)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (8; quick: 3)")
-    parser.add_argument("--seed", type=int, default=42, help="the TPE sampler's seed, both arms")
-    parser.add_argument(
-        "--pruner", default=None, help="the pruned arm's hydra/sweeper/pruner (the preset's)"
-    )
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--budget", type=float, default=15, help="minutes per search (15)")
+    parser.add_argument("--pruners", action="store_true", help="compare the pruners instead")
+    parser.add_argument("--trials", type=int, default=10, help="--pruners: trials per search")
+    parser.add_argument("--epochs", type=int, default=8, help="--pruners: epochs per trial")
     parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "search")
-    parser.add_argument("--data-dir", default=None, help="data_dir for train.py (default: its own)")
-    parser.add_argument("overrides", nargs="*", help="more train.py overrides, e.g. threads=2")
     args = parser.parse_args()
-    args.trials = args.trials or (8 if args.quick else 16)
-    args.epochs = args.epochs or (3 if args.quick else 8)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-
-    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
-        if args.quick and not args.data_dir:
-            args.data_dir = str(write_subset(Path(tmp), 6000, 1000))
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")
-        arms = {"no pruning": "nop", f"{args.pruner or 'preset'} pruning": args.pruner}
-        results = [run_arm(name, pruner, args, args.out, stamp) for name, pruner in arms.items()]
-
-    data = "Fashion-MNIST subset (6000 train)" if args.quick else "Fashion-MNIST"
-    print(f"\n{args.trials} trials x {args.epochs} epochs per arm, TPE seed {args.seed}, {data}")
-    print(f"{'arm':<20}{'trials':>7}{'pruned':>7}{'epochs':>8}{'wall s':>9}{'best val acc':>14}")
-    for r in results:
-        print(
-            f"{r['arm']:<20}{r['trials']:>7}{r['pruned']:>7}{r['epochs']:>8}{r['wall_s']:>9.1f}"
-            f"{r['best_val_acc']:>14.4f}"
-        )
-    full, pruned = results
-    share = pruned["epochs"] / full["epochs"]
-    gap = 100 * (full["best_val_acc"] - pruned["best_val_acc"])
-    ok = share <= 0.6 and gap <= 0.5
-    print(
-        f"pruning trained {share:.0%} of the epochs (target <= 60%) in "
-        f"{pruned['wall_s'] / full['wall_s']:.0%} of the time; best val acc "
-        f"{-gap:+.2f} points (target >= -0.5): {'target met' if ok else 'target NOT met'}"
-        + (" (the target is for the full run)" if args.quick else "")
-    )
-    for r in results:
-        print(f"best of {r['arm']}: {r['best_params']}")
+    out = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    (pruners if args.pruners else compare)(args, out)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import optuna
 import pandas as pd
 import pytest
 from conftest import CONF, run_cli
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from test_optuna import PRESET, QUIET, load, rows
 
@@ -99,9 +101,27 @@ def test_hyperband_auto_takes_the_jobs_epochs() -> None:
     assert OptunaTrial.from_config(cfg)._pruner_cfg["max_resource"] == 7
 
 
+@pytest.mark.parametrize(
+    "pruner", sorted(p.stem for p in (CONF / "hydra/sweeper/pruner").glob("*.yaml"))
+)
+@pytest.mark.parametrize("preset", ["fashion_mnist_optuna", "fashion_mnist_recipe"])
+def test_every_pruner_can_be_chosen_in_every_preset(preset: str, pruner: str) -> None:
+    """What a job builds from ``hparams_search=<preset> hydra/sweeper/pruner=<pruner>``: a
+    preset's settings of its own pruner must not reach another pruner (a TypeError in every
+    job)."""
+    overrides = [f"hparams_search={preset}", f"hydra/sweeper/pruner={pruner}"]
+    with initialize_config_dir(config_dir=str(CONF)):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    block = {"study_name": "s", "storage": "sqlite:///x.db", "trial": 0,
+             "pruner": cfg.hydra.sweeper.pruner}  # fmt: skip
+    trial = OptunaTrial.from_config(OmegaConf.create({"epochs": cfg.epochs, "optuna": block}))
+    built = instantiate(trial._pruner_cfg, _execution_whitelist_="optuna.pruners.*")
+    assert isinstance(built, optuna.pruners.BasePruner)
+
+
 def test_two_at_once_with_the_basic_launcher_is_one_line(tiny_root: Path, tmp_path: Path) -> None:
-    args = ["-m", PRESET, "hydra.sweeper.n_jobs=2", f"data_dir={tiny_root}", *QUIET]
-    proc = run_cli(args, tmp_path)
+    args = ["-m", PRESET, "hydra/launcher=basic", "hydra.sweeper.n_jobs=2", f"data_dir={tiny_root}"]
+    proc = run_cli([*args, *QUIET], tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: hydra.sweeper.n_jobs=2 runs 2 trials at once, but the basic launcher runs one "
@@ -125,3 +145,25 @@ def test_enqueued_trials_run_first_and_once_with_two_at_a_time(
     assert sum({k: t.params[k] for k in ("lr", "batch_size")} in points for t in trials) == 2
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
     assert sorted(rows(tmp_path)) == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_conditional_space_gives_a_width_only_to_models_that_have_one(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    by_trial = search(
+        tiny_root, tmp_path, "epochs=1", "model=choice(network,cnn)",
+        "hydra.sweeper.custom_search_space=cnnsweep.sweep.spaces.width_where_the_model_has_one",
+        "hydra.sweeper.enqueue=[{model:cnn},{model:network}]", "hydra.sweeper.params=null",
+    )  # fmt: skip
+    trials = load(tmp_path).trials
+    assert {t.params["model"] for t in trials[:2]} == {"cnn", "network"}
+    for t in trials:
+        row = by_trial[t.number]
+        assert row["model"] == t.params["model"]
+        if t.params["model"] == "cnn":
+            assert (
+                t.params["model.width"] in (16, 24, 32) and row["width"] == t.params["model.width"]
+            )
+        else:
+            assert "model.width" not in t.params and row.get("width") is None

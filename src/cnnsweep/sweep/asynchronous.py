@@ -65,6 +65,8 @@ def _worker(
     shared: dict[str, Any],
 ) -> int:
     """One worker's loop; returns its exit code (1: the failure rate was exceeded)."""
+    import optuna
+
     asked, told, failed, stop = shared["asked"], shared["told"], shared["failed"], shared["stop"]
     while True:
         with asked.get_lock():
@@ -74,8 +76,13 @@ def _worker(
             asked.value += 1
         trial = study.ask()
         overrides = configure([trial])
-        [ret] = launch(overrides, shared["job_idx"] + index)
-        error = tell_outcome(study, trial, ret, n_objectives)
+        try:
+            [ret] = launch(overrides, shared["job_idx"] + index)
+            error = tell_outcome(study, trial, ret, n_objectives)
+        except Exception as e:  # the launcher itself (a job process killed: out of memory)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            log.warning("Failed experiment: trial %d: %s: %s", trial.number, type(e).__name__, e)
+            error = e
         with asked.get_lock():
             told.value += 1
             failed.value += error is not None
@@ -138,11 +145,13 @@ def run_workers(
     codes = _wait_all(pids)
     if 130 in codes or -2 in codes:
         raise KeyboardInterrupt
-    if any(codes):
+    if any(codes) and shared["failed"].value:
         raise RuntimeError(
             f"{shared['failed'].value} of {shared['told'].value} trials failed "
             f"(max_failure_rate={max_failure_rate}): the log above says why"
         )
+    if any(codes):
+        raise RuntimeError(f"a search worker ended with exit codes {codes}: the log says why")
 
 
 def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> None:
