@@ -19,8 +19,9 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,18 @@ def tell_outcome(study: Any, trial: Any, ret: Any, n_objectives: int) -> Excepti
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         log.warning("Failed experiment: %s", e)
         return e
+
+
+def _die_with(parent: int) -> None:
+    """A worker (and the job it runs) ends when the search's process is killed, as a job run
+    by the basic launcher does: no orphan goes on training after ``kill -9`` of the search. Its
+    trial stays RUNNING, and the next search fails it as stale and retries it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # killed before the line above
+        os._exit(1)
 
 
 def _fresh_connections(storage: Any) -> None:
@@ -121,7 +134,7 @@ def run_workers(
     n_objectives = len(study.directions)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    pids = []
+    pids, parent = [], os.getpid()
     for _ in range(min(n_workers, n_trials)):
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the parent's code (os._exit)
@@ -129,6 +142,7 @@ def run_workers(
             global in_worker
             in_worker = True
             try:
+                _die_with(parent)
                 _fresh_connections(study._storage)
                 code = _worker(study, launch, configure, n_objectives, shared)
             except KeyboardInterrupt:
@@ -189,6 +203,11 @@ def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> Non
     )  # fmt: skip
 
     def launch(overrides: Sequence[Sequence[str]], job_idx: int) -> Any:
+        if isinstance(getattr(impl.launcher, "joblib", None), MutableMapping):
+            # one job per launch: joblib runs it in the worker itself (n_jobs=1), which keeps
+            # the imports and the data it read for its next job; a pool would start processes
+            # that each import torch and read the data again
+            impl.launcher.joblib["n_jobs"] = 1
         return impl.launcher.launch(overrides, initial_job_idx=job_idx)
 
     run_workers(
