@@ -13,6 +13,7 @@ pruner of conf/hydra/sweeper/pruner/ on a Fashion-MNIST subset: epochs trained, 
 
     python scripts/bench_search.py                      # 3 x 15 minutes, real Fashion-MNIST
     python scripts/bench_search.py --budget 30
+    python scripts/bench_search.py --quick --budget 6   # 6000 images, 8 epochs a trial
     python scripts/bench_search.py --pruners            # 5 pruners, 6000 images, 10 x 8 epochs
 """
 
@@ -39,22 +40,15 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = ["progress=false", "tensorboard.histograms=false", "tensorboard.graph=false"]
 ARMS = {  # the comparison's three searches: overrides on top of the preset
     "(a) plugin: TPE, no pruning, batches": ["hydra.sweeper.asynchronous=false"],
-    "(b) random, no pruning": ["hydra/sweeper/sampler=random"],
+    "(b) random, no pruning": ["hydra/sweeper/sampler=random", "~hydra.sweeper.sampler.n_startup_trials"],
     "(c) default: async + pruner": [],
 }  # fmt: skip
 PRUNERS = ("nop", "median", "percentile", "successive_halving", "hyperband")
 
 
 def pruner(name: str) -> list[str]:
-    """The override choosing ``name``, without the recipe preset's settings of the percentile
-    pruner (n_startup_trials, n_warmup_steps) where that pruner takes no such settings."""
-    own = name in ("median", "percentile")
-    drop = (
-        []
-        if own
-        else ["~hydra.sweeper.pruner.n_startup_trials", "~hydra.sweeper.pruner.n_warmup_steps"]
-    )
-    return [f"hydra/sweeper/pruner={name}", *drop]
+    """The override choosing pruner ``name`` (conf/hydra/sweeper/pruner/)."""
+    return [f"hydra/sweeper/pruner={name}"]
 
 
 def write_subset(root: Path, n_train: int, n_test: int) -> Path:
@@ -100,6 +94,9 @@ def run_search(name: str, extra: list[str], out: Path, budget_s: float | None) -
         proc.wait()
     wall = time.time() - start
     log.close()
+    if proc.returncode not in (0, 130):  # 130: stopped at the budget
+        tail = (out / f"{study}.log").read_text()[-3000:]
+        sys.exit(f"{name} failed (exit code {proc.returncode}):\n{tail}")
     rows = [json.loads(p.read_text()) for p in sweep_dir.rglob("results.json")]
     trials = optuna.load_study(study_name=study, storage=storage).trials
     return {"arm": name, "start": start, "wall": wall, "rows": rows, "trials": trials}
@@ -165,11 +162,16 @@ def plot(summaries: list[dict], budget_min: float, path: Path) -> None:
 def compare(args: argparse.Namespace, out: Path) -> None:
     budget = args.budget * 60
     nop = pruner("nop")
-    results = [run_search(name, extra + (nop if name[1] in "ab" else []), out, budget)
+    common = []
+    if args.quick:  # the pruners' setting: a subset, 8 epochs a trial
+        data = write_subset(out / "data", 6000, 1000)
+        common = [f"data_dir={data}", f"epochs={args.epochs}"]
+    results = [run_search(name, [*common, *extra, *(nop if name[1] in "ab" else [])], out, budget)
                for name, extra in ARMS.items()]  # fmt: skip
     summaries = [summary(r, budget) for r in results]
     target = summaries[0]["best_val"]
-    print(f"\nbudget {args.budget:g} min per search, recipe space, 2 slots, Fashion-MNIST")
+    data = "6000-image subset, 8 epochs a trial" if args.quick else "Fashion-MNIST"
+    print(f"\nbudget {args.budget:g} min per search, recipe space, 2 slots, {data}")
     print("| search | completed | pruned | best val | its test | min to (a)'s best | slots busy |")
     print("|---|---|---|---|---|---|---|")
     for s in summaries:
@@ -207,6 +209,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--budget", type=float, default=15, help="minutes per search (15)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the comparison on a 6000-image subset, 8 epochs a trial",
+    )
     parser.add_argument("--pruners", action="store_true", help="compare the pruners instead")
     parser.add_argument("--trials", type=int, default=10, help="--pruners: trials per search")
     parser.add_argument("--epochs", type=int, default=8, help="--pruners: epochs per trial")

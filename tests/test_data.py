@@ -156,3 +156,44 @@ def test_csv_with_only_a_header_says_so(tmp_path: Path) -> None:
     write_csv_dataset(tmp_path / "empty.csv", n=0)
     with pytest.raises(DatasetError, match=r"^CSV .*empty.csv has a header but no image rows$"):
         read_csv_split(tmp_path / "empty.csv")
+
+
+@pytest.mark.parametrize("source", ["mnist", "csv"])
+def test_a_subset_is_stratified_fixed_by_its_seed_and_feeds_the_validation_split(
+    tiny_root: Path, tmp_path: Path, source: str
+) -> None:
+    """data.subset=N: N training images of every class (the test split untouched); 0 < x < 1:
+    that fraction of every class; data.split_seed draws it, the job's seed does not."""
+    over = {"root": str(tiny_root)}
+    if source == "csv":
+        write_csv_dataset(tmp_path / "train.csv", n=300)
+        write_csv_dataset(tmp_path / "test.csv", n=100, seed=1)
+        over = {"train_csv": str(tmp_path / "train.csv"), "test_csv": str(tmp_path / "test.csv")}
+    full = load_data(data_cfg(source, **over), seed=0)
+    every = torch.cat([full.train.labels, full.val.labels])
+    data = load_data(data_cfg(source, subset=5, val_fraction=0.2, **over), seed=0)
+    labels = torch.cat([data.train.labels, data.val.labels])
+    counts = torch.bincount(labels, minlength=10)
+    assert counts.tolist() == [min(5, int(c)) for c in torch.bincount(every, minlength=10)]
+    assert len(data.val) == round(0.2 * len(labels)) and len(data.test) == len(full.test)
+    other_seed = load_data(data_cfg(source, subset=5, val_fraction=0.2, **over), seed=7)
+    same_subset = torch.cat([other_seed.train.labels, other_seed.val.labels])
+    assert sorted(same_subset.tolist()) == sorted(labels.tolist())  # the job's seed: same subset
+    redrawn = load_data(data_cfg(source, subset=5, split_seed=1, **over), seed=0)
+    assert not torch.equal(redrawn.train.images[:5], data.train.images[:5])
+    half = load_data(data_cfg(source, subset=0.5, val_fraction=0.0, **over), seed=0)
+    assert abs(len(half.train) - len(every) / 2) <= 10
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "2.5", "1.0001", "true", "all"])
+def test_a_bad_subset_is_one_line_naming_it(tiny_root: Path, tmp_path: Path, bad: str) -> None:
+    from conftest import run_cli
+
+    proc = run_cli([f"data.subset={bad}", f"data_dir={tiny_root}", "epochs=1"], tmp_path)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip().startswith("error: data.subset=")
+        and bad.strip("-") in proc.stderr.lower()
+    )
+    assert "is not allowed: use images per class" in proc.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written

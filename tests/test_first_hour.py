@@ -188,6 +188,23 @@ def test_ctrl_c_in_a_sweep_is_one_line_naming_its_folder(tmp_path: Path, small_r
     assert line.endswith(f"lr=0.01,0.001 hydra.sweep.dir={sweep}")
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_an_asynchronous_search_stops_both_trials_in_one_line(
+    tmp_path: Path, small_root: Path
+) -> None:
+    args = ["-m", "hparams_search=fashion_mnist_optuna", "hydra/sweeper/pruner=nop",
+            f"data_dir={small_root}", "epochs=5", "batch_size=50", *QUIET]  # fmt: skip
+    proc = start(args, tmp_path)
+    wait_for_epochs(proc, "multirun/optuna/*/*/trial_*/epochs.json", tmp_path, 1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    (line,) = stderr.strip().splitlines()  # the two workers print nothing of their own
+    assert line.startswith("interrupted") and "continue it: " in line
+    rows = [json.loads(p.read_text()) for p in tmp_path.glob("multirun/optuna/*/*/*/results.json")]
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"interrupted"}
+
+
 def test_a_refused_single_run_leaves_no_folder(tmp_path: Path, tiny_root: Path) -> None:
     proc = run_cli([f"data_dir={tiny_root}", "lr=-1"], cwd=tmp_path)
     assert proc.returncode == 2 and "lr=-1 is not allowed" in proc.stderr

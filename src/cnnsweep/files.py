@@ -24,7 +24,7 @@ PACKAGES = ("torch", "torchvision", "hydra-core", "optuna", "numpy", "cnnsweep")
 JOB_OUTPUTS = (
     RESULTS_JSON, RESULTS_CSV, EPOCHS_JSON, EPOCHS_CSV, "model.pt", "plot.png", "samples.png",
     "filters.png", "confusion_matrix.png", "classification_report.txt",
-    "classification_report.json", "predictions.png",
+    "classification_report.json", "predictions.png", "profile.json", "profile.txt",
 )  # fmt: skip
 
 

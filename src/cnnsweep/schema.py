@@ -25,7 +25,7 @@ from typing import Any
 RUNTIME_KEYS = (
     "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
     "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
-    "test_every_epoch", "hparams_search", "optuna",
+    "test_every_epoch", "hparams_search", "optuna", "profile",
 )  # fmt: skip
 
 # the learning knobs a leaderboard shows as columns, in this order (the row holds them flat), and
@@ -45,6 +45,8 @@ KNOBS = {
     "optimizer": "optimizer.name",
     "weight_decay": "optimizer.weight_decay",
     "val_fraction": "data.val_fraction",
+    "subset": "data.subset",
+    "split_seed": "data.split_seed",
     "augment": "augment.name",
     "scheduler": "scheduler.name",
     "label_smoothing": "label_smoothing",
@@ -52,6 +54,8 @@ KNOBS = {
     "tta": "tta",
     "patience": "early_stopping.patience",
     "precision": "precision",
+    "limit_batches": "limit_batches",
+    "overfit_batches": "overfit_batches",
 }
 DEFAULTS = {"weight_decay": 0.0}  # what a knob a config leaves out means
 
@@ -109,11 +113,23 @@ def is_runtime(key: str) -> bool:
     return any(key == r or key.startswith(r + ".") for r in RUNTIME_KEYS)
 
 
+# knobs added after jobs were run, at the value that means "as before": a configuration that
+# leaves them there is the one it was (resume skips its finished job, seeds still group)
+NEUTRAL = {
+    "data.subset": None,
+    "data.split_seed": 0,
+    "limit_batches": None,
+    "overfit_batches": None,
+}
+
+
 def _strip(node: Any, prefix: str) -> Any:
     if not isinstance(node, dict):
         return node
     return {
-        k: _strip(v, f"{prefix}{k}.") for k, v in node.items() if not is_runtime(f"{prefix}{k}")
+        k: _strip(v, f"{prefix}{k}.")
+        for k, v in node.items()
+        if not is_runtime(f"{prefix}{k}") and NEUTRAL.get(f"{prefix}{k}", ...) != v
     }
 
 

@@ -17,7 +17,7 @@ import torch
 
 from cnnsweep.data.csv_files import read_csv_split
 from cnnsweep.data.normalise import normalisation, to_float
-from cnnsweep.data.splits import split_train_val
+from cnnsweep.data.splits import split_train_val, stratified_subset
 from cnnsweep.data.torchvision_sets import load_torchvision
 from cnnsweep.data.types import Data, DatasetError, Raw, Split, Stat
 
@@ -84,6 +84,9 @@ def _plain(cfg: Any) -> dict:
 def _build_data(cfg: Any, seed: int) -> Data:
     raw = read_raw(cfg, ("train", "test"))
     x, y = raw.splits["train"]
+    if cfg.get("subset") is not None:  # before the validation split: both come from it
+        keep = stratified_subset(y, cfg.subset, cfg.get("split_seed") or 0)
+        x, y = x[keep], y[keep]
     mean, std = normalisation(cfg, x)
     # split the uint8 images, then convert each part: the float copy is made once
     train_u8, val_u8 = split_train_val(x, y, cfg.val_fraction, seed)

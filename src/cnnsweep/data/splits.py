@@ -22,6 +22,19 @@ def split_train_val(
     return Split(images[train_idx], labels[train_idx]), Split(images[val_idx], labels[val_idx])
 
 
+def stratified_subset(labels: torch.Tensor, size: float, seed: int) -> torch.Tensor:
+    """Indices of a class-balanced subset, in their original order: ``size`` images of every
+    class (an integer; a class with fewer gives all it has) or that fraction of every class (a
+    number below 1; at least one image each), drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for k in np.unique(labels.numpy()):
+        idx = rng.permutation(np.flatnonzero(labels.numpy() == k))
+        n = int(size) if size >= 1 else max(1, round(len(idx) * size))
+        keep.append(idx[:n])
+    return torch.from_numpy(np.sort(np.concatenate(keep)))
+
+
 def iterate_batches(
     split: Split, batch_size: int, shuffle: bool, generator: torch.Generator | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -233,13 +233,13 @@ def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> Non
 
 
 def _stop_joblib_workers() -> None:
-    """The joblib launcher keeps its worker processes for 5 idle minutes; they hold the
-    terminal's (or a caller's pipe) open that long after the search has ended."""
+    """A joblib pool (a launcher configured to keep one) lives on for 5 idle minutes, holding the
+    terminal (or a caller's pipe) open that long after the search has ended: stop it, and let
+    joblib remove its shared-memory folders (atexit, which os._exit skips)."""
+    executor_module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if executor_module is not None and executor_module._executor is not None:
+        executor_module._executor.shutdown(wait=True)
     if "joblib" in sys.modules:
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=True)
-        # and joblib removes its shared-memory folders at exit (atexit), which os._exit skips
         atexit._run_exitfuncs()
 
 

@@ -32,6 +32,7 @@ from cnnsweep.models import build_model, count_params, forward_flops, model_spec
 from cnnsweep.schema import EPOCH_COLUMN, hyperparameters, learning_config
 from cnnsweep.sweep.trial import OptunaTrial
 from cnnsweep.train.augment import build_augment
+from cnnsweep.train.debug import limited, overfit_verdict, profiling
 from cnnsweep.train.ema import EMA
 from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.train.monitor import Monitor
@@ -79,15 +80,16 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
         record.started(state, data, recipe, describe(cfg, state, data, device))
-        for epoch in range(state.epoch + 1, cfg.epochs + 1):
-            metrics = train_epoch(cfg, epoch, state, splits, recipe)
-            record.epoch_done(state, metrics)
-            reason = stop_reason(cfg, state, trial, record.reported())
-            if reason:  # diverged, pruned or stopped early
-                record.ended_early(reason, state)
-                break
-            if cfg.checkpoint.every and epoch % cfg.checkpoint.every == 0:
-                save_last(out, state, config, **record.clock())
+        with profiling(cfg.get("profile", False), recipe, out):  # debug=profile
+            for epoch in range(state.epoch + 1, cfg.epochs + 1):
+                metrics = train_epoch(cfg, epoch, state, splits, recipe)
+                record.epoch_done(state, metrics)
+                reason = stop_reason(cfg, state, trial, record.reported())
+                if reason:  # diverged, pruned or stopped early
+                    record.ended_early(reason, state)
+                    break
+                if cfg.checkpoint.every and epoch % cfg.checkpoint.every == 0:
+                    save_last(out, state, config, **record.clock())
         if record.status == "running":  # test the weights it kept, save them, draw them
             model, (test_loss, test_acc, predictions) = test_kept_weights(
                 cfg, state, splits, recipe
@@ -145,10 +147,13 @@ def stop_reason(
     cfg: DictConfig, state: TrainState, trial: OptunaTrial, reported: float | None
 ) -> str | None:
     """Why the job ends after this epoch, or None: ``diverged`` (its training loss is not
-    finite), ``pruned`` (its Optuna trial, told ``reported`` every epoch, is to be stopped;
-    never after the last epoch) or ``early`` (the monitor has not improved for ``patience``)."""
+    finite), ``overfit`` (``overfit_batches`` learnt), ``pruned`` (its Optuna trial, told
+    ``reported`` every epoch, is to be stopped; never after the last epoch) or ``early`` (the
+    monitor has not improved for ``patience``)."""
     if not math.isfinite(state.epoch_rows[-1]["loss"]):
         return "diverged"
+    if overfit_verdict(cfg, state.epoch, state.epoch_rows[-1]["accuracy"]):
+        return "overfit"  # debug=overfit: the fixed batches are learnt
     prune = trial.report(state.epoch, reported)  # every epoch, the last too
     if state.epoch == cfg.epochs:
         return None
@@ -215,10 +220,11 @@ def prepare(cfg: DictConfig, data: Data, device: torch.device) -> tuple[TrainSta
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     named = {"train": data.train, "val": data.val, "test": data.test}
     splits = {name: split.to(device) for name, split in named.items() if split is not None}
+    splits = limited(cfg, splits)  # debug runs: a few batches
     torch.manual_seed(cfg.seed)
     model = build_model(**model_spec(cfg.model)).to(device, memory_format=memory_format)
     optimizer = build_optimizer(cfg.optimizer, model)
-    steps = -(-len(data.train) // cfg.batch_size)
+    steps = -(-len(splits["train"]) // cfg.batch_size)
     state = TrainState(
         model=model,
         optimizer=optimizer,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ class Recipe:
     precision: str = "fp32"
     memory_format: torch.memory_format = torch.contiguous_format
     forward: nn.Module | None = None  # the compiled model (compile=true); else the model itself
+    after_step: Callable[[], object] | None = None  # profile=true: the profiler's step
 
 
 def train_one_epoch(
@@ -66,6 +68,8 @@ def train_one_epoch(
         state.scheduler.step()
         if state.ema is not None:
             state.ema.update(model)
+        if recipe.after_step is not None:
+            recipe.after_step()
         total_loss += loss.detach().float() * len(labels)
         correct += (logits.detach().argmax(1) == labels).sum()
     return total_loss.item() / len(split), correct.item() / len(split)

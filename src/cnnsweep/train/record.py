@@ -242,6 +242,10 @@ class JobRecord:
             self.trial.prune()
             self.row.update(status="pruned")
             log.info("pruned after epoch %d (trial %d)", epoch, self.trial.number)
+        elif reason == "overfit":
+            self.row.update(stopped_early_at=epoch)
+            log.info("overfit: 100%% training accuracy on %d fixed batches after epoch %d: the "
+                     "model and recipe learn", self.cfg.overfit_batches, epoch)  # fmt: skip
         else:
             self.row.update(stopped_early_at=epoch)
             log.info("early stopping after epoch %d: no better %s for %d epochs",

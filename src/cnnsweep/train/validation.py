@@ -45,9 +45,17 @@ def validate(cfg: DictConfig) -> None:
     vf = cfg.data.val_fraction
     if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
         raise ConfigError(f"data.val_fraction={vf!r} is not allowed: it must be in [0, 1)")
+    subset = cfg.data.get("subset")
+    if subset is not None:
+        ok = isinstance(subset, (int, float)) and not isinstance(subset, bool)
+        if not ok or not (subset >= 1 and float(subset).is_integer() or 0 < subset < 1):
+            raise ConfigError(
+                f"data.subset={subset!r} is not allowed: use images per class (an integer >= 1), "
+                "a fraction of each class (0 < x < 1) or null (all images)"
+            )
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    for key in ("shuffle", "tta", "keep_best", "compile"):
+    for key in ("shuffle", "tta", "keep_best", "compile", "profile"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
     number("label_smoothing", float, 0, 1, "low")
@@ -75,6 +83,16 @@ def validate(cfg: DictConfig) -> None:
     if cfg.monitor not in MONITORS:
         raise ConfigError(f"monitor={cfg.monitor!r} is not allowed: use one of {list(MONITORS)}")
     number("checkpoint.every", int, 0, closed="low")
+    if cfg.get("overfit_batches") is not None:
+        number("overfit_batches", int, 0)
+    limit = cfg.get("limit_batches")
+    is_count = isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
+    is_fraction = isinstance(limit, float) and 0 < limit < 1
+    if limit is not None and not (is_count or is_fraction):
+        raise ConfigError(
+            f"limit_batches={limit!r} is not allowed: use a number of batches (an integer >= 1), "
+            "a fraction of every split (0 < x < 1) or null (all batches)"
+        )
     device = resolve_device(cfg.device)
     resolve_threads(cfg.threads)
     check_precision(cfg.precision, device)
