@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = ["progress=false", "tensorboard.histograms=false", "tensorboard.graph=false"]
 ARMS = {  # the comparison's three searches: overrides on top of the preset
     "(a) plugin: TPE, no pruning, batches": ["hydra.sweeper.asynchronous=false"],
-    "(b) random, no pruning": ["hydra/sweeper/sampler=random", "~hydra.sweeper.sampler.n_startup_trials"],
+    "(b) random, no pruning": [
+        "hydra/sweeper/sampler=random", "~hydra.sweeper.sampler.n_startup_trials"],
     "(c) default: async + pruner": [],
 }  # fmt: skip
 PRUNERS = ("nop", "median", "percentile", "successive_halving", "hyperband")
