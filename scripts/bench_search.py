@@ -40,8 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = ["progress=false", "tensorboard.histograms=false", "tensorboard.graph=false"]
 ARMS = {  # the comparison's three searches: overrides on top of the preset
     "(a) plugin: TPE, no pruning, batches": ["hydra.sweeper.asynchronous=false"],
-    "(b) random, no pruning": [
-        "hydra/sweeper/sampler=random", "~hydra.sweeper.sampler.n_startup_trials"],
+    # TPE whose random start never ends: random search (the preset's TPE keys stay valid)
+    "(b) random, no pruning": ["hydra.sweeper.sampler.n_startup_trials=100000"],
     "(c) default: async + pruner": [],
 }  # fmt: skip
 PRUNERS = ("nop", "median", "percentile", "successive_halving", "hyperband")
@@ -163,10 +163,10 @@ def plot(summaries: list[dict], budget_min: float, path: Path) -> None:
 def compare(args: argparse.Namespace, out: Path) -> None:
     budget = args.budget * 60
     nop = pruner("nop")
-    common = []
+    common = ["hydra.sweeper.n_trials=1000"]  # the budget ends each search, not a trial count
     if args.quick:  # the pruners' setting: a subset, 8 epochs a trial
         data = write_subset(out / "data", 6000, 1000)
-        common = [f"data_dir={data}", f"epochs={args.epochs}"]
+        common += [f"data_dir={data}", f"epochs={args.epochs}"]
     results = [run_search(name, [*common, *extra, *(nop if name[1] in "ab" else [])], out, budget)
                for name, extra in ARMS.items()]  # fmt: skip
     summaries = [summary(r, budget) for r in results]
