@@ -24,7 +24,8 @@ def only_job(root: Path) -> Path:
 def test_debug_fast_runs_every_path_on_two_batches_under_debug(
     tiny_root: Path, tmp_path: Path
 ) -> None:
-    proc = run_cli(["debug=fast", f"data_dir={tiny_root}", "progress=false"], tmp_path)
+    args = ["debug=fast", f"data_dir={tiny_root}", "progress=false", "batch_size=25"]
+    proc = run_cli(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (tmp_path / "outputs").exists()  # the leaderboard's roots stay clean
     job = only_job(tmp_path / "debug")
@@ -34,7 +35,7 @@ def test_debug_fast_runs_every_path_on_two_batches_under_debug(
         assert (job / name).is_file(), name
     assert list((job / "tb").rglob("events.out.tfevents.*"))
     report = json.loads((job / "classification_report.json").read_text())
-    assert report["macro avg"]["support"] == 200  # 2 test batches of batch_size 100
+    assert report["macro avg"]["support"] == 50  # 2 test batches of batch_size 25
 
 
 @pytest.mark.slow
@@ -46,12 +47,12 @@ def test_debug_overfit_learns_four_batches_or_says_it_did_not(
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads((only_job(tmp_path / "learns" / "debug") / "results.json").read_text())
     assert row["train_acc"] == 1.0 and row["stopped_early_at"] == row["epochs_run"] < 200
-    assert "overfit: 100% training accuracy on 4 fixed batches after epoch" in proc.stderr
+    assert "overfit: 100% training accuracy on 4 fixed batches after epoch" in proc.stdout
 
     stuck = run_cli([*args, "lr=1e-9", "epochs=3"], cwd(tmp_path / "stuck"))
     assert stuck.returncode == 0, stuck.stderr[-2000:]
-    assert "did not overfit:" in stuck.stderr and "training accuracy on 4 fixed batches" in (
-        stuck.stderr
+    assert "did not overfit:" in stuck.stdout and "training accuracy on 4 fixed batches" in (
+        stuck.stdout
     )
 
 
@@ -90,9 +91,4 @@ def test_debug_profile_writes_a_trace_and_a_table(tiny_root: Path, tmp_path: Pat
     assert trace["traceEvents"] and any("conv" in e.get("name", "") for e in trace["traceEvents"])
     table = (job / "profile.txt").read_text()
     assert "Self CPU" in table and "aten::" in table
-    assert "profile of 5 training steps" in proc.stderr
-
-    few = run_cli([*args, "limit_batches=3"], cwd(tmp_path / "few"))
-    assert few.returncode == 0 and "no profile: the job ran fewer than 8 training steps" in (
-        few.stderr
-    )
+    assert "profile of 5 training steps" in proc.stdout
