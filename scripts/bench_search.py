@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 
 from cnnsweep.data.torchvision_sets import load_torchvision
 from cnnsweep.results.stats import busy_fraction
+from cnnsweep.results.studies import best_so_far
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["progress=false", "tensorboard.histograms=false", "tensorboard.graph=false"]
@@ -45,11 +46,6 @@ ARMS = {  # the comparison's three searches: overrides on top of the preset
     "(c) default: async + pruner": [],
 }  # fmt: skip
 PRUNERS = ("nop", "median", "percentile", "successive_halving", "hyperband")
-
-
-def pruner(name: str) -> list[str]:
-    """The override choosing pruner ``name`` (conf/hydra/sweeper/pruner/)."""
-    return [f"hydra/sweeper/pruner={name}"]
 
 
 def write_subset(root: Path, n_train: int, n_test: int) -> Path:
@@ -103,30 +99,22 @@ def run_search(name: str, extra: list[str], out: Path, budget_s: float | None) -
     return {"arm": name, "start": start, "wall": wall, "rows": rows, "trials": trials}
 
 
-def best_so_far(result: dict, budget_s: float | None = None) -> list[tuple[float, float, int]]:
+def curve(result: dict, budget_s: float | None = None) -> list[tuple[float, float, int]]:
     """(minute, best val acc so far, its trial) at each completed trial, within the budget."""
-    points, best = [], None
-    done = [t for t in result["trials"] if t.state == optuna.trial.TrialState.COMPLETE]
-    for t in sorted(done, key=lambda t: t.datetime_complete):
-        minute = (t.datetime_complete.timestamp() - result["start"]) / 60
-        if budget_s is not None and minute * 60 > budget_s:
-            break
-        if best is None or t.value > best[1]:
-            best = (minute, t.value, t.number)
-        points.append((minute, best[1], best[2]))
-    return points
+    points = best_so_far(result["trials"], result["start"])
+    return [p for p in points if budget_s is None or p[0] * 60 <= budget_s]
 
 
 def summary(result: dict, budget_s: float | None, slots: int = 2) -> dict:
-    curve = best_so_far(result, budget_s)
+    points = curve(result, budget_s)
     test = {r.get("trial_number"): r.get("test_acc") for r in result["rows"]}
     ended = [r for r in result["rows"] if r.get("finished_at") and r.get("run_duration")]
     wall = budget_s or result["wall"]
     busy = sum(r["run_duration"] for r in ended) / (slots * wall) if ended else 0.0
-    best = curve[-1] if curve else (None, float("nan"), None)
+    best = points[-1] if points else (None, float("nan"), None)
     states = [t.state.name for t in result["trials"]]
     return {
-        "arm": result["arm"], "curve": curve, "best_val": best[1], "best_trial": best[2],
+        "arm": result["arm"], "curve": points, "best_val": best[1], "best_trial": best[2],
         "test": test.get(best[2]), "completed": states.count("COMPLETE"),
         "pruned": states.count("PRUNED"), "busy": busy,
         "epochs": sum(r.get("epochs_run") or 0 for r in result["rows"]),
@@ -145,12 +133,10 @@ def plot(summaries: list[dict], budget_min: float, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for s in summaries:
-        if s["curve"]:
-            xs = [0.0] + [m for m, _, _ in s["curve"]] + [budget_min]
-            ys = [None] + [100 * v for _, v, _ in s["curve"]] + [100 * s["curve"][-1][1]]
-            ax.step(
-                xs[1:], ys[1:], where="post", label=s["arm"], marker="o", markevery=slice(0, -1)
-            )
+        if s["curve"]:  # held flat from the last completed trial to the budget
+            xs = [m for m, _, _ in s["curve"]] + [budget_min]
+            ys = [100 * v for _, v, _ in s["curve"]] + [100 * s["curve"][-1][1]]
+            ax.step(xs, ys, where="post", label=s["arm"], marker="o", markevery=slice(0, -1))
     ax.set(xlabel="minutes since the search started", ylabel="best validation accuracy so far (%)",
            title="Recipe search at an equal budget (2 cores)", xlim=(0, budget_min))  # fmt: skip
     ax.grid(alpha=0.3)
@@ -162,7 +148,7 @@ def plot(summaries: list[dict], budget_min: float, path: Path) -> None:
 
 def compare(args: argparse.Namespace, out: Path) -> None:
     budget = args.budget * 60
-    nop = pruner("nop")
+    nop = ["hydra/sweeper/pruner=nop"]
     common = ["hydra.sweeper.n_trials=1000"]  # the budget ends each search, not a trial count
     if args.quick:  # the pruners' setting: a subset, 8 epochs a trial
         data = write_subset(out / "data", 6000, 1000)
@@ -192,7 +178,7 @@ def compare(args: argparse.Namespace, out: Path) -> None:
 def pruners(args: argparse.Namespace, out: Path) -> None:
     data = write_subset(out / "data", 6000, 1000)
     common = [f"data_dir={data}", f"epochs={args.epochs}", f"hydra.sweeper.n_trials={args.trials}"]
-    results = [run_search(f"pruner {p}", [*common, *pruner(p)], out, None)
+    results = [run_search(f"pruner {p}", [*common, f"hydra/sweeper/pruner={p}"], out, None)
                for p in PRUNERS]  # fmt: skip
     print(f"\n{args.trials} trials x {args.epochs} epochs, recipe space, 2 at a time, TPE seed 42, "
           "Fashion-MNIST subset (6000 train, 1000 test)")  # fmt: skip

@@ -92,3 +92,8 @@ def test_debug_profile_writes_a_trace_and_a_table(tiny_root: Path, tmp_path: Pat
     table = (job / "profile.txt").read_text()
     assert "Self CPU" in table and "aten::" in table
     assert "profile of 5 training steps" in proc.stdout
+
+    few = run_cli([*args, "limit_batches=2"], cwd(tmp_path / "few"))  # 2 steps: none recorded
+    assert few.returncode == 0, few.stderr[-2000:]
+    assert "no profile: the job ran 2 training step(s); the profile starts at step 4" in few.stdout
+    assert not list((tmp_path / "few").rglob("profile.*"))

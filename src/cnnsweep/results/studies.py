@@ -40,22 +40,31 @@ def _importances(vis: Any, study: Any, evaluator: Any) -> Any:
     return ax
 
 
+def best_so_far(trials: Any, start: float, maximize: bool = True) -> list[tuple[float, float, int]]:
+    """(minutes since ``start`` (a timestamp), best value so far, the trial that has it) at each
+    completed trial's end, in the order they ended."""
+    import optuna
+
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    points: list[tuple[float, float, int]] = []
+    for t in sorted(done, key=lambda t: t.datetime_complete):
+        minute = (t.datetime_complete.timestamp() - start) / 60
+        better = not points or (t.value > points[-1][1] if maximize else t.value < points[-1][1])
+        points.append((minute, t.value, t.number) if better else (minute, *points[-1][1:]))
+    return points
+
+
 def _best_so_far(study: Any) -> Any:
     """The best value found so far against the minutes since the study's first trial started:
     what a search buys with more time (a worker's idle time and pruning both show in it)."""
     import matplotlib.pyplot as plt
     import optuna
 
-    done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     start = min(t.datetime_start for t in study.trials if t.datetime_start is not None)
-    done = sorted(done, key=lambda t: t.datetime_complete)
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    minutes, best = [], []
-    for trial in done:
-        minutes.append((trial.datetime_complete - start).total_seconds() / 60)
-        best.append(trial.value if not best else pick(best[-1], trial.value))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    points = best_so_far(study.trials, start.timestamp(), maximize)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.step(minutes, best, where="post", marker="o", markersize=3)
+    ax.step([p[0] for p in points], [p[1] for p in points], where="post", marker="o", markersize=3)
     ax.set(xlabel="minutes since the study's first trial started", ylabel="best value so far",
            title="Best value so far")  # fmt: skip
     ax.grid(alpha=0.3)

@@ -14,7 +14,6 @@ the workers do not draw the same proposals; enqueued trials are popped from the 
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import multiprocessing
@@ -150,7 +149,6 @@ def run_workers(
             except BaseException:  # noqa: BLE001
                 log.exception("search worker %d failed", os.getpid())
             finally:
-                _stop_joblib_workers()
                 logging.shutdown()  # flushes the sweep's log file
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -230,17 +228,6 @@ def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> Non
         return
     folder = impl.config.hydra.sweep.dir
     OmegaConf.save(OmegaConf.create(results), f"{folder}/optimization_results.yaml")
-
-
-def _stop_joblib_workers() -> None:
-    """A joblib pool (a launcher configured to keep one) lives on for 5 idle minutes, holding the
-    terminal (or a caller's pipe) open that long after the search has ended: stop it, and let
-    joblib remove its shared-memory folders (atexit, which os._exit skips)."""
-    executor_module = sys.modules.get("joblib.externals.loky.reusable_executor")
-    if executor_module is not None and executor_module._executor is not None:
-        executor_module._executor.shutdown(wait=True)
-    if "joblib" in sys.modules:
-        atexit._run_exitfuncs()
 
 
 def _wait_all(pids: list[int]) -> list[int]:

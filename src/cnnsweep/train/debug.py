@@ -72,17 +72,19 @@ def profiling(enabled: bool, recipe: Any, out: Path) -> Iterator[None]:
         return
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    written = []
+    skipped = PROFILE_STEPS["wait"] + PROFILE_STEPS["warmup"]
 
-    def write(prof: Any) -> None:
+    def write(prof: Any) -> None:  # at the end of the recorded steps, or at exit if sooner
+        recorded = min(prof.step_num - skipped, PROFILE_STEPS["active"])
+        if recorded <= 0:
+            return
         tmp = atomic_path(out / "profile.json")
         prof.export_chrome_trace(str(tmp))
         tmp.replace(out / "profile.json")
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
         atomic_write(out / "profile.txt", table + "\n")
-        written.append(True)
-        log.info("profile of %d training steps: %s, %s", PROFILE_STEPS["active"],
-                 out / "profile.txt", out / "profile.json")  # fmt: skip
+        log.info("profile of %d training steps: %s, %s", recorded, out / "profile.txt",
+                 out / "profile.json")  # fmt: skip
 
     activities = [ProfilerActivity.CPU]
     if torch.cuda.is_available():
@@ -94,6 +96,6 @@ def profiling(enabled: bool, recipe: Any, out: Path) -> Iterator[None]:
             yield
         finally:
             recipe.after_step = None
-    if not written:
-        log.warning("no profile: the job ran fewer than %d training steps",
-                    sum(PROFILE_STEPS.values()))  # fmt: skip
+    if prof.step_num <= skipped:
+        log.warning("no profile: the job ran %d training step(s); the profile starts at step %d",
+                    prof.step_num, skipped + 1)  # fmt: skip
