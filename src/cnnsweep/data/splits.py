@@ -26,13 +26,15 @@ def stratified_subset(labels: torch.Tensor, size: float, seed: int) -> torch.Ten
     """Indices of a class-balanced subset, in their original order: ``size`` images of every
     class (an integer; a class with fewer gives all it has) or that fraction of every class (a
     number below 1; at least one image each), drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
     keep = []
-    for k in np.unique(labels.numpy()):
-        idx = rng.permutation(np.flatnonzero(labels.numpy() == k))
-        n = int(size) if size >= 1 else max(1, round(len(idx) * size))
-        keep.append(idx[:n])
+    for idx in _each_class_shuffled(labels.numpy(), np.random.default_rng(seed)):
+        keep.append(idx[: int(size) if size >= 1 else max(1, round(len(idx) * size))])
     return torch.from_numpy(np.sort(np.concatenate(keep)))
+
+
+def _each_class_shuffled(labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """The indices of every class, in a random order of their own."""
+    return [rng.permutation(np.flatnonzero(labels == k)) for k in np.unique(labels)]
 
 
 def iterate_batches(
@@ -56,8 +58,7 @@ def hold_out(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray
     ``shuffle=false`` does not train class after class."""
     rng = np.random.default_rng(seed)
     train, test = [], []
-    for k in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == k))
+    for idx in _each_class_shuffled(labels, rng):
         n = 0 if len(idx) < 2 else min(max(1, round(len(idx) * fraction)), len(idx) - 1)
         test.append(idx[:n])
         train.append(idx[n:])
