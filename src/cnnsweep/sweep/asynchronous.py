@@ -5,8 +5,8 @@ The plugin's loop asks ``n_jobs`` trials, launches them as one batch and waits f
 Here the sweeper forks ``n_jobs`` workers after it has created the study. Each worker runs the
 plain loop ask -> launch one job -> tell, with its own launcher calls (joblib's executor is not
 safe to drive from several threads; a process per worker has its own) and the study's shared
-storage as the only thing they share besides two counters: how many trials were asked (so the
-sweep runs exactly ``n_trials``) and how many failed (``max_failure_rate`` stops every worker).
+storage as the only thing they share besides a few counters: how many trials were asked (so
+the sweep runs exactly ``n_trials``), told and failed (``max_failure_rate`` stops every worker).
 
 Each worker's sampler is re-seeded by the sweeper on its first trial (seed + trial number), so
 the workers do not draw the same proposals; enqueued trials are popped from the storage, once.
@@ -200,12 +200,14 @@ def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> Non
         impl.n_jobs, n_trials, impl.config.hydra.sweep.dir,
     )  # fmt: skip
 
+    if isinstance(getattr(impl.launcher, "joblib", None), MutableMapping):
+        # one job per launch: joblib runs it in the worker itself (n_jobs=1), which keeps the
+        # imports and the data it read for its next job; a pool would start processes that
+        # each import torch and read the data again (the jobs' own config keeps the user's
+        # n_jobs, so threads=auto still divides the cores between the workers)
+        impl.launcher.joblib["n_jobs"] = 1
+
     def launch(overrides: Sequence[Sequence[str]], job_idx: int) -> Any:
-        if isinstance(getattr(impl.launcher, "joblib", None), MutableMapping):
-            # one job per launch: joblib runs it in the worker itself (n_jobs=1), which keeps
-            # the imports and the data it read for its next job; a pool would start processes
-            # that each import torch and read the data again
-            impl.launcher.joblib["n_jobs"] = 1
         return impl.launcher.launch(overrides, initial_job_idx=job_idx)
 
     run_workers(
