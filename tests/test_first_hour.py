@@ -192,8 +192,9 @@ def test_ctrl_c_in_a_sweep_is_one_line_naming_its_folder(tmp_path: Path, small_r
 def test_ctrl_c_in_an_asynchronous_search_stops_both_trials_in_one_line(
     tmp_path: Path, small_root: Path
 ) -> None:
+    # 100 epochs: both trials still run when Ctrl-C comes (5 would let the search finish)
     args = ["-m", "hparams_search=fashion_mnist_optuna", "hydra/sweeper/pruner=nop",
-            f"data_dir={small_root}", "epochs=5", "batch_size=50", *QUIET]  # fmt: skip
+            f"data_dir={small_root}", "epochs=100", "batch_size=50", *QUIET]  # fmt: skip
     proc = start(args, tmp_path)
     wait_for_epochs(proc, "multirun/optuna/*/*/trial_*/epochs.json", tmp_path, 1)
     proc.send_signal(signal.SIGINT)

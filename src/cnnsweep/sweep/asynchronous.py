@@ -20,11 +20,15 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
+from cnnsweep.sweep.storage import one_ask_at_a_time
+
 log = logging.getLogger(__name__)
 
+FORWARD_AFTER_S = 3.0  # a worker still running this long after a Ctrl-C gets it passed on
 in_worker = False  # True in a worker process (its launch lines are shortened)
 
 Configure = Callable[[list[Any]], Sequence[Sequence[str]]]
@@ -86,7 +90,8 @@ def _worker(
                 return 0
             index = asked.value
             asked.value += 1
-        trial = study.ask()
+        with one_ask_at_a_time(shared["storage_url"]):
+            trial = study.ask()
         overrides = configure([trial])
         try:
             [ret] = launch(overrides, shared["job_idx"] + index)
@@ -117,6 +122,7 @@ def run_workers(
     n_trials: int,
     job_idx: int,
     max_failure_rate: float,
+    storage_url: str | None = None,
 ) -> None:
     """Run ``n_trials`` trials of ``study`` with ``n_workers`` always busy (the module
     docstring). Raises RuntimeError when too many failed, KeyboardInterrupt on Ctrl-C."""
@@ -129,6 +135,7 @@ def run_workers(
         "n_trials": n_trials,
         "job_idx": job_idx,
         "max_failure_rate": max_failure_rate,
+        "storage_url": storage_url,
     }
     n_objectives = len(study.directions)
     for stream in (sys.stdout, sys.stderr):
@@ -166,11 +173,14 @@ def run_workers(
         raise RuntimeError(f"a search worker ended with exit codes {codes}: the log says why")
 
 
-def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> None:
+def sweep(
+    impl: Any, arguments: list[str], configure: Callable[..., Any], storage_url: str | None = None
+) -> None:
     """The plugin's ``OptunaSweeperImpl.sweep`` with its batch loop replaced by
     :func:`run_workers`: the same search space, study, grid handling and
     ``optimization_results.yaml``. ``configure(trials, space, fixed, fixed_overrides)`` is the
-    sweeper's ``_configure_trials``."""
+    sweeper's ``_configure_trials``; ``storage_url`` the study's (a sqlite one is locked around
+    each ask)."""
     import optuna
     from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
     from omegaconf import OmegaConf
@@ -212,7 +222,7 @@ def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> Non
 
     run_workers(
         study, launch, lambda trials: configure(trials, space, fixed, fixed_overrides),
-        impl.n_jobs, n_trials, impl.job_idx, impl.max_failure_rate,
+        impl.n_jobs, n_trials, impl.job_idx, impl.max_failure_rate, storage_url,
     )  # fmt: skip
     impl.job_idx += n_trials
     study = optuna.load_study(study_name=study.study_name, storage=impl.storage)
@@ -233,17 +243,27 @@ def sweep(impl: Any, arguments: list[str], configure: Callable[..., Any]) -> Non
 
 
 def _wait_all(pids: list[int]) -> list[int]:
-    """Every worker's exit code (negative: killed by that signal). A Ctrl-C here waits for the
-    workers, which got the same signal, to write their rows and exit; then 130 is added."""
-    codes = []
-    interrupted = False
-    for pid in pids:
-        while True:
-            try:
-                codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-            except ChildProcessError:
-                break
-    return [*codes, 130] if interrupted else codes
+    """Every worker's exit code (negative: killed by that signal); 130 added after a Ctrl-C.
+
+    Ctrl-C in a terminal reaches the workers too (one process group): they stop their jobs,
+    which write their rows. A SIGINT sent to the search alone (``kill -INT``) is passed on to
+    the workers still running a few seconds later, so they stop the same way."""
+    codes: dict[int, int] = {}
+    interrupted_at = None
+    while len(codes) < len(pids):
+        try:
+            for pid in pids:
+                if pid not in codes:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        codes[pid] = os.waitstatus_to_exitcode(status)
+            if interrupted_at is not None and time.monotonic() - interrupted_at > FORWARD_AFTER_S:
+                for pid in set(pids) - set(codes):
+                    os.kill(pid, signal.SIGINT)
+                interrupted_at = float("inf")  # once
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            interrupted_at = interrupted_at or time.monotonic()
+        except ChildProcessError:
+            break
+    return [*codes.values(), 130] if interrupted_at is not None else list(codes.values())

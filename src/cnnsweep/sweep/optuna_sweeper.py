@@ -227,7 +227,9 @@ class PruningOptunaSweeper(OptunaSweeper):
             self.sweeper.study_name = self.sweeper.study_name or name
         fail_stale_trials(self.sweeper.storage, self.sweeper.study_name)  # before the 1st ask
         if self.asynchronous and self.sweeper.n_jobs > 1:
-            return asynchronous.sweep(self.sweeper, arguments, self._configure_trials)
+            return asynchronous.sweep(
+                self.sweeper, arguments, self._configure_trials, self.storage_url
+            )
         return super().sweep(arguments)
 
     def setup(self, *args: Any, **kwargs: Any) -> None:

@@ -3,8 +3,11 @@ unknown forms), heartbeats and stale trials, tables created with retries."""
 
 from __future__ import annotations
 
+import fcntl
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -33,6 +36,24 @@ def storage_url(storage: str | None, cwd: str | Path | None = None) -> str | Non
     params = dict(parse_qsl(query))
     params.setdefault("timeout", str(SQLITE_TIMEOUT_S))
     return f"sqlite:///{path}?{urlencode(params)}"
+
+
+@contextmanager
+def one_ask_at_a_time(url: str | None) -> Iterator[None]:
+    """Around ``study.ask()``: for a sqlite study, an exclusive lock on ``<db>.ask.lock``.
+    Optuna hands out a waiting (enqueued or retried) trial by reading its state and then setting
+    it RUNNING; sqlite does not lock the read, so two workers asking at the same moment could
+    both take the same trial. PostgreSQL and MySQL lock the row (SELECT ... FOR UPDATE)."""
+    if not url or not str(url).startswith("sqlite:///"):
+        yield
+        return
+    path = str(url)[len("sqlite:///") :].partition("?")[0]
+    with open(f"{path}.ask.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def open_storage(url: str | None) -> Any:
