@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train test lint format bench bench-grid bench-search bench-busy bench-accuracy bench-host aggregate tensorboard search dashboard predict clean slurm-up slurm-down postgres-up postgres-down test-cluster
+.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-accuracy bench-host aggregate tensorboard search dashboard predict clean slurm-up slurm-down postgres-up postgres-down test-cluster
 
 setup: $(VENV)/.installed data
 
@@ -28,6 +28,10 @@ data:
 
 train: setup
 	$(PY) train.py $(ARGS)
+
+# the learning-rate range test for the configured model and optimizer: make lr-find ARGS="model=bn_cnn"
+lr-find: setup
+	$(PY) train.py lr_find=true $(ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -83,10 +87,15 @@ tensorboard: | $(VENV)/.installed
 	echo "TensorBoard on $$logdir: http://$(TB_HOST):$(TB_PORT)"; \
 	$(VENV)/bin/tensorboard --logdir "$$logdir" --host $(TB_HOST) --port $(TB_PORT)
 
-# time to 90/91/92/93% test accuracy: seed 003's recipe vs experiment=fashion_mnist_fast, same run
+# the learning-rate finder's suggestion against the seeds' 0.01 and 0.001 (network and bn_cnn, Adam)
+bench-lr-find: setup
+	$(PY) scripts/bench_lr_find.py $(ARGS)
+
 # how busy the 2 slots of a 2-at-a-time search are: asynchronous trials against batches
 bench-busy: setup
 	$(PY) scripts/bench_busy.py $(ARGS)
+
+# time to 90/91/92/93% test accuracy: seed 003's recipe vs experiment=fashion_mnist_fast, same run
 
 bench-accuracy: setup
 	$(PY) scripts/bench_accuracy.py $(ARGS)

@@ -16,6 +16,7 @@ from cnnsweep.sweep.callbacks import SweepSummary
 from cnnsweep.sweep.resolvers import register_resolvers
 from cnnsweep.train.job import ConfigError, run_job
 from cnnsweep.train.liveness import register, unregister
+from cnnsweep.train.lr_find import find_lr
 
 log = logging.getLogger("train")
 # Hydra 1.4 warns about every callback it instantiates without an execution whitelist; the one
@@ -34,6 +35,8 @@ register_resolvers()  # ${cnnsweep.worker:} in the search presets' sweep folders
 def main(cfg: DictConfig) -> float:
     register()  # counted by threads=auto from now on, before the data is read
     try:
+        if cfg.get("lr_find"):  # the learning-rate range test: nothing else is trained
+            return find_lr(cfg)
         return run_job(cfg)
     except (ConfigError, DatasetError) as e:
         # bad input: one line, not a traceback; in a sweep the other jobs go on

@@ -197,3 +197,20 @@ def test_a_bad_subset_is_one_line_naming_it(tiny_root: Path, tmp_path: Path, bad
     )
     assert "is not allowed: use images per class" in proc.stderr
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written
+
+
+def test_a_subset_larger_than_a_class_is_one_line_naming_the_class(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    from conftest import run_cli
+
+    (_, labels), _ = load_torchvision("FashionMNIST", tiny_root, download=False)
+    counts = torch.bincount(labels)
+    name = data_cfg("fashion_mnist").class_names[int(counts.argmin())]
+    proc = run_cli(["data.subset=1000", f"data_dir={tiny_root}", "epochs=1"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: data.subset=1000 is more than the {int(counts.min())} training images of class "
+        f"{name!r}: use at most {int(counts.min())} per class, or a fraction (0 < x < 1)"
+    )
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_JSON = "results.json"
+CV_JSON = "cross_validation.json"  # a data.fold=all job: its folds, their values and mean
 RESULTS_CSV = "results.csv"
 EPOCHS_JSON = "epochs.json"
 EPOCHS_CSV = "epochs.csv"

@@ -25,7 +25,7 @@ from typing import Any
 RUNTIME_KEYS = (
     "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
     "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
-    "test_every_epoch", "hparams_search", "optuna", "profile",
+    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find",
 )  # fmt: skip
 
 # the learning knobs a leaderboard shows as columns, in this order (the row holds them flat), and
@@ -47,6 +47,8 @@ KNOBS = {
     "val_fraction": "data.val_fraction",
     "subset": "data.subset",
     "split_seed": "data.split_seed",
+    "folds": "data.folds",
+    "fold": "data.fold",  # grouped like seeds: the folds of a configuration are its repeats
     "augment": "augment.name",
     "scheduler": "scheduler.name",
     "label_smoothing": "label_smoothing",
@@ -118,6 +120,8 @@ def is_runtime(key: str) -> bool:
 NEUTRAL = {
     "data.subset": None,
     "data.split_seed": 0,
+    "data.folds": None,
+    "data.fold": None,
     "limit_batches": None,
     "overfit_batches": None,
 }
@@ -166,11 +170,20 @@ def run_name(overrides: Iterable[str]) -> str:
     return f"{head}...{digest}"
 
 
-def config_id(config: dict[str, Any], without: Iterable[str] = ("seed",)) -> str:
-    """Eight hex digits naming a learning config; ``without`` top-level keys left out (the seed:
-    the repeats of one configuration share an id)."""
+# what tells the repeats of one configuration apart: the seed, and the validation fold
+REPEAT_KEYS = ("seed", "data.fold")
+
+
+def config_id(config: dict[str, Any], without: Iterable[str] = REPEAT_KEYS) -> str:
+    """Eight hex digits naming a learning config; ``without`` (dotted) keys left out: by
+    default the seed and the fold, so that the repeats of one configuration share an id."""
     key = learning_config(config)
     for name in without:
-        key.pop(name, None)
+        *parents, leaf = name.split(".")
+        node = key
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     text = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:8]

@@ -17,7 +17,7 @@ import torch
 
 from cnnsweep.data.csv_files import read_csv_split
 from cnnsweep.data.normalise import normalisation, to_float
-from cnnsweep.data.splits import split_train_val, stratified_subset
+from cnnsweep.data.splits import fold_split, split_train_val, stratified_subset
 from cnnsweep.data.torchvision_sets import load_torchvision
 from cnnsweep.data.types import Data, DatasetError, Raw, Split, Stat
 
@@ -85,17 +85,35 @@ def _build_data(cfg: Any, seed: int) -> Data:
     raw = read_raw(cfg, ("train", "test"))
     x, y = raw.splits["train"]
     if cfg.get("subset") is not None:  # before the validation split: both come from it
+        check_subset(cfg.subset, y, raw.class_names)
         keep = stratified_subset(y, cfg.subset, cfg.get("split_seed") or 0)
         x, y = x[keep], y[keep]
     mean, std = normalisation(cfg, x)
     # split the uint8 images, then convert each part: the float copy is made once
-    train_u8, val_u8 = split_train_val(x, y, cfg.val_fraction, seed)
+    if cfg.get("folds"):  # k-fold: fold i of the training images is the validation split
+        train_idx, val_idx = fold_split(y, cfg.folds, cfg.fold, cfg.get("split_seed") or 0)
+        train_u8, val_u8 = Split(x[train_idx], y[train_idx]), Split(x[val_idx], y[val_idx])
+    else:
+        train_u8, val_u8 = split_train_val(x, y, cfg.val_fraction, seed)
     train = Split(to_float(train_u8.images, mean, std, cfg.in_channels), train_u8.labels)
     val = None
     if val_u8 is not None:
         val = Split(to_float(val_u8.images, mean, std, cfg.in_channels), val_u8.labels)
     test = load_test_split(cfg, raw.splits, (mean, std))
     return Data(train, val, test, raw.class_names, raw.skipped, mean, std)
+
+
+def check_subset(subset: float, labels: torch.Tensor, class_names: list[str]) -> None:
+    """Images per class (an integer subset) must not ask more of a class than it has."""
+    counts = torch.bincount(labels, minlength=len(class_names))
+    smallest = int(counts.argmin())
+    if subset >= 1 and subset > counts[smallest]:
+        name = class_names[smallest] if smallest < len(class_names) else str(smallest)
+        raise DatasetError(
+            f"data.subset={subset:g} is more than the {int(counts[smallest])} training images "
+            f"of class {name!r}: use at most {int(counts[smallest])} per class, or a fraction "
+            "(0 < x < 1)"
+        )
 
 
 def load_test_split(

@@ -24,12 +24,26 @@ def split_train_val(
 
 def stratified_subset(labels: torch.Tensor, size: float, seed: int) -> torch.Tensor:
     """Indices of a class-balanced subset, in their original order: ``size`` images of every
-    class (an integer; a class with fewer gives all it has) or that fraction of every class (a
-    number below 1; at least one image each), drawn with ``seed``."""
+    class (an integer; the caller checks that every class has that many) or that fraction of
+    every class (a number below 1; at least one image each), drawn with ``seed``."""
     keep = []
     for idx in _each_class_shuffled(labels.numpy(), np.random.default_rng(seed)):
         keep.append(idx[: int(size) if size >= 1 else max(1, round(len(idx) * size))])
     return torch.from_numpy(np.sort(np.concatenate(keep)))
+
+
+def fold_split(labels: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Indices (train, val) of k-fold cross-validation: every class is cut into ``folds``
+    near-equal parts (drawn with ``seed``), and part ``fold`` of every class is the validation
+    split. The K validation splits are disjoint and together cover every image once."""
+    train, val = [], []
+    for idx in _each_class_shuffled(labels.numpy(), np.random.default_rng(seed)):
+        parts = np.array_split(idx, folds)
+        val.append(parts[fold])
+        train.extend(p for i, p in enumerate(parts) if i != fold)
+    return torch.from_numpy(np.sort(np.concatenate(train))), torch.from_numpy(
+        np.sort(np.concatenate(val))
+    )
 
 
 def _each_class_shuffled(labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:

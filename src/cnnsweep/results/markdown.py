@@ -119,7 +119,7 @@ def _board(
     # shown where a mean is over several seeds, or some seed of a configuration did not complete
     if ((groups["n"] > 1) | (groups["not_completed"] != "")).any():
         g_metrics = list(dict.fromkeys((objective, "val_acc", "test_acc")))
-        table = _cells(groups, [c for c in hp_cols if c != "seed"] or ["model"])
+        table = _cells(groups, [c for c in hp_cols if c not in ("seed", "fold")] or ["model"])
         table.insert(0, "rank", [str(i) for i in range(1, len(groups) + 1)])
         table["seeds"] = seeds_text(groups)
         for m in g_metrics:
@@ -129,13 +129,16 @@ def _board(
         table[f"95% CI of {objective}"] = [
             "–" if a == "–" else f"[{a}, {b}]" for a, b in zip(low, high)
         ]
+        folds_note = (" The folds of a k-fold cross-validation (`fold`) count as seeds: "
+                      "each (seed, fold) is one repeat.")  # fmt: skip
         lines += [
             f"{level} Over seeds",
             "",
             "Mean ± standard deviation over the distinct completed seeds of each configuration. "
             "A seed that failed, diverged or was pruned is left out of them, and `seeds` says "
             "so: `2 of 3 (1 failed)` is a mean over 2 of the 3 seeds run. The 95% confidence "
-            f"interval of the mean `{objective}` is {ci_method(objective)}.",
+            f"interval of the mean `{objective}` is {ci_method(objective)}."
+            + (folds_note if "fold" in runs and runs["fold"].notna().any() else ""),
             "",
             _markdown(table),
             "",

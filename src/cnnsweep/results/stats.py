@@ -57,6 +57,17 @@ def ci_bounds(metric: str) -> tuple[float | None, float | None]:
     return (0.0, None) if metric.endswith("loss") else (None, None)
 
 
+def repeat_of(runs: pd.DataFrame) -> pd.Series:
+    """Which repeat of its configuration each job is: its seed, and its fold under k-fold
+    cross-validation (the folds of one configuration group like seeds)."""
+
+    def column(name: str) -> pd.Series:
+        values = runs[name] if name in runs else pd.Series(pd.NA, index=runs.index)
+        return values.astype(object).where(values.notna(), "")
+
+    return column("seed").astype(str) + "/" + column("fold").astype(str)
+
+
 def _seed_outcomes(runs: pd.DataFrame, ranked: pd.Series, objective: str) -> pd.DataFrame:
     """Per configuration (index ``config_id``): ``seeds_total``, the distinct seeds its jobs ran
     with whatever their status, and ``not_completed``, those of them no ranked job counts,
@@ -66,7 +77,7 @@ def _seed_outcomes(runs: pd.DataFrame, ranked: pd.Series, objective: str) -> pd.
     code = runs["status"].astype(object).map(order).fillna(len(STATUSES)).astype(int)
     seeds = pd.DataFrame({
         "config_id": runs["config_id"],
-        "seed": runs["seed"] if "seed" in runs else pd.Series(pd.NA, index=runs.index),
+        "seed": repeat_of(runs),
         "code": code.where(~ranked, -1),  # -1: counted in the statistics
     })  # fmt: skip
     per_seed = seeds.groupby(["config_id", "seed"], dropna=False, sort=False)["code"].min()
@@ -97,13 +108,14 @@ def seed_stats(runs: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, int]:
     done = runs[ranked]
     end = pd.to_datetime(done.get("finished_at"), utc=True, errors="coerce", format="ISO8601")
     done = done.assign(_end=end).sort_values(["_end", "job_dir"], na_position="first")
-    unique = done.drop_duplicates(["config_id", "seed"], keep="last")
+    unique = done.assign(_repeat=repeat_of(done))
+    unique = unique.drop_duplicates(["config_id", "_repeat"], keep="last").drop(columns="_repeat")
     metrics = list(dict.fromkeys((objective, "val_acc", "test_acc")))
     values = pd.DataFrame({m: _numbers(unique, m) for m in metrics}, index=unique.index)
     groups = values.groupby(unique["config_id"], sort=False)
     table = groups.agg(["mean", "std"])
     table.columns = [f"{m}_{s}" for m, s in table.columns]
-    knobs = [c for c in KNOBS if c != "seed" and c in unique]
+    knobs = [c for c in KNOBS if c not in ("seed", "fold") and c in unique]
     table = unique.groupby("config_id", sort=False)[knobs].first().join(table)
     table["n"] = groups.size()
     table = table.join(_seed_outcomes(runs, ranked, objective))

@@ -72,7 +72,10 @@ class OptunaTrial:
         if isinstance(pruner, dict) and pruner.get("max_resource") == "auto" and cfg.get("epochs"):
             # Hyperband's brackets from the trial's epochs, the same in every job (Optuna's own
             # auto guesses them per process from the trials it has seen: Optuna issue #3083)
-            pruner = {**pruner, "max_resource": int(cfg.epochs)}
+            # (data.fold=all reports once per fold: its resource is the folds)
+            cv = OmegaConf.select(cfg, "data.fold") == "all"
+            resource = OmegaConf.select(cfg, "data.folds") if cv else cfg.epochs
+            pruner = {**pruner, "max_resource": int(resource)}
         return cls(
             block.get("study_name"),
             block.get("storage"),

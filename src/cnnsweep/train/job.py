@@ -34,6 +34,7 @@ from cnnsweep.sweep.trial import OptunaTrial
 from cnnsweep.train.augment import build_augment
 from cnnsweep.train.debug import limited, overfit_verdict, profiling
 from cnnsweep.train.ema import EMA
+from cnnsweep.train.folds import cross_validate
 from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.record import JobInfo, JobRecord, job_info, refused_row
@@ -52,6 +53,8 @@ FINISHED = ("completed", "diverged", "pruned")  # a finished job is never contin
 
 def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
+    if cfg.data.get("fold") == "all":  # k-fold cross-validation: K jobs, their mean returned
+        return cross_validate(cfg, output_dir, run_job)
     info = job_info(output_dir)
     trial = OptunaTrial.from_config(cfg)  # this job's Optuna trial; inert outside a search
     try:  # bad knobs and bad data are refused before anything in the job folder changes

@@ -42,8 +42,7 @@ def train_one_epoch(
     Nothing in the step waits for the device: loss and correct counts are summed there and read
     once at the end, so a NaN/inf loss shows up in the returned mean, not as a per-step check.
     """
-    model, optimizer, scaler = state.model, state.optimizer, state.scaler
-    forward = recipe.forward if recipe.forward is not None else model
+    model = state.model
     device = split.labels.device
     model.train()
     total_loss = torch.zeros((), device=device)
@@ -52,19 +51,7 @@ def train_one_epoch(
     batches = iterate_batches(split, recipe.batch_size, recipe.shuffle, state.batch_gen)
     bar = tqdm(batches, total=n_batches, desc=desc, leave=False, disable=not progress or None)
     for images, labels in bar:
-        if recipe.augment is not None:
-            images = recipe.augment(images, state.aug_gen)
-        with autocast(recipe.precision, device):
-            logits = forward(images.contiguous(memory_format=recipe.memory_format))
-            loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:  # fp16: scale the loss so small gradients do not underflow
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss, logits = train_step(state, recipe, images, labels)
         state.scheduler.step()
         if state.ema is not None:
             state.ema.update(model)
@@ -73,6 +60,28 @@ def train_one_epoch(
         total_loss += loss.detach().float() * len(labels)
         correct += (logits.detach().argmax(1) == labels).sum()
     return total_loss.item() / len(split), correct.item() / len(split)
+
+
+def train_step(
+    state: TrainState, recipe: Recipe, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch (augmented as the recipe says); returns its loss and
+    logits, still on the device. The schedule, EMA and profiler are the caller's."""
+    forward = recipe.forward if recipe.forward is not None else state.model
+    if recipe.augment is not None:
+        images = recipe.augment(images, state.aug_gen)
+    with autocast(recipe.precision, labels.device):
+        logits = forward(images.contiguous(memory_format=recipe.memory_format))
+        loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.scaler is not None:  # fp16: scale the loss so small gradients do not underflow
+        state.scaler.scale(loss).backward()
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
+    else:
+        loss.backward()
+        state.optimizer.step()
+    return loss, logits
 
 
 @torch.no_grad()

@@ -53,9 +53,10 @@ def validate(cfg: DictConfig) -> None:
                 f"data.subset={subset!r} is not allowed: use images per class (an integer >= 1), "
                 "a fraction of each class (0 < x < 1) or null (all images)"
             )
+    check_folds(cfg.data.get("folds"), cfg.data.get("fold"))
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    for key in ("shuffle", "tta", "keep_best", "compile", "profile"):
+    for key in ("shuffle", "tta", "keep_best", "compile", "profile", "lr_find"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
     number("label_smoothing", float, 0, 1, "low")
@@ -122,3 +123,19 @@ def check_model_fits(cfg: DictConfig) -> None:
             f"data.image_size={spec['image_size']} is too small for model {spec['name']!r}: "
             f"it takes images of at least {min_image_size(spec)}x{min_image_size(spec)}"
         ) from None
+
+
+def check_folds(folds: object, fold: object) -> None:
+    """``data.folds`` (K >= 2 or null) and ``data.fold`` (0..K-1, or all) fit together."""
+    if folds is None:
+        if fold is not None:
+            raise ConfigError(f"data.fold={fold!r} needs data.folds=K (K >= 2 folds to hold out)")
+        return
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
+        raise ConfigError(f"data.folds={folds!r} is not allowed: use an integer >= 2, or null")
+    ok = fold == "all" or isinstance(fold, int) and not isinstance(fold, bool) and 0 <= fold < folds
+    if not ok:
+        raise ConfigError(
+            f"data.fold={fold!r} is not allowed with data.folds={folds}: use 0..{folds - 1} "
+            "(that fold validates) or all (every fold in turn, their mean returned)"
+        )
