@@ -25,7 +25,7 @@ from typing import Any
 RUNTIME_KEYS = (
     "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
     "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
-    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find",
+    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find", "latency",
 )  # fmt: skip
 
 # the learning knobs a leaderboard shows as columns, in this order (the row holds them flat), and
@@ -70,6 +70,8 @@ LAST_METRICS = ("last_train_loss", "last_train_acc", "last_val_loss", "last_val_
 ROW_PROGRESS = ("best_epoch", "metrics_epoch", *LAST_METRICS, "epochs_run", "stopped_early_at",
                 "resumed_from_epoch")  # fmt: skip
 ROW_MODEL = ("params", "flops", "class_names", "skipped_files")
+# what the kept model costs at inference on the job's device and threads (latency=true)
+ROW_INFERENCE = ("latency_ms", "throughput_ips", "latency_batch", "throughput_batch")
 
 
 # an epoch row: the seed's RunManager layout, the knobs it repeated, then this repo's columns

@@ -32,7 +32,15 @@ from cnnsweep.results.plots import plot_test_acc, plot_val_curves
 from cnnsweep.results.stats import dataset_of, datasets, rank_runs, seed_stats, varying
 from cnnsweep.results.studies import study_reports
 from cnnsweep.results.tables import is_container, write_table
-from cnnsweep.schema import EPOCH_KNOBS, EPOCH_LEAD, EPOCH_METRICS, KNOBS, LAST_METRICS, METRICS
+from cnnsweep.schema import (
+    EPOCH_KNOBS,
+    EPOCH_LEAD,
+    EPOCH_METRICS,
+    KNOBS,
+    LAST_METRICS,
+    METRICS,
+    ROW_INFERENCE,
+)
 
 DEFAULT_OUT = "results"
 
@@ -44,7 +52,8 @@ def run_columns() -> tuple[str, ...]:
         "rank", "sweep", "job", "status", "objective", "score", "objective_value",
         "objective_from", *KNOBS, *METRICS, *LAST_METRICS, "best_epoch", "metrics_epoch",
         "epochs_run", "stopped_early_at", "resumed_from_epoch", "params", "flops",
-        "epoch_duration", "run_duration", "run_name", "config_id", "overrides", "study_name",
+        *ROW_INFERENCE, "epoch_duration", "run_duration", "run_name", "config_id", "overrides",
+        "study_name",
         "trial_number", "study_storage", "device", "threads", "started_at", "finished_at",
         "skipped_files", "class_names", "error", "job_dir",
     )  # fmt: skip

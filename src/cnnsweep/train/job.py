@@ -35,6 +35,7 @@ from cnnsweep.train.augment import build_augment
 from cnnsweep.train.debug import limited, overfit_verdict, profiling
 from cnnsweep.train.ema import EMA
 from cnnsweep.train.folds import cross_validate
+from cnnsweep.train.latency import inference_speed
 from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.record import JobInfo, JobRecord, job_info, refused_row
@@ -97,7 +98,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
             model, (test_loss, test_acc, predictions) = test_kept_weights(
                 cfg, state, splits, recipe
             )
-            record.tested(state, test_loss, test_acc)
+            record.tested(state, test_loss, test_acc, inference(cfg, model, recipe, device))
             save_outputs(cfg, record, model, state, data, splits["test"], predictions)
     if record.status in FINISHED and not cfg.checkpoint.keep:
         (out / LAST).unlink(missing_ok=True)
@@ -185,6 +186,16 @@ def test_kept_weights(
     if state.best_weights is not None and cfg.keep_best:
         model.load_state_dict(state.best_weights)
     return model, evaluate(model, splits["test"], memory_format=recipe.memory_format, tta=cfg.tta)
+
+
+def inference(
+    cfg: DictConfig, model: torch.nn.Module, recipe: Recipe, device: torch.device
+) -> dict[str, Any]:
+    """The kept model's latency and throughput columns (none with ``latency=false``)."""
+    if not cfg.get("latency", True):
+        return {}
+    shape = (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
+    return inference_speed(model, shape, device, recipe.memory_format)
 
 
 def save_outputs(

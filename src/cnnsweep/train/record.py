@@ -12,7 +12,7 @@ order::
         for epoch in ...:
             record.epoch_done(state, metrics)
             ... record.ended_early(reason, state)
-        record.tested(state, test_loss, test_acc)
+        record.tested(state, test_loss, test_acc, speed)
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from cnnsweep.schema import (
     EPOCH_KNOBS,
     KNOBS,
     METRICS,
+    ROW_INFERENCE,
     ROW_MODEL,
     ROW_PROGRESS,
     hyperparameters,
@@ -96,7 +97,7 @@ def new_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial) -> dict[str, Any
         "objective": cfg.objective,
         "objective_value": None,
         "objective_from": None,
-        **dict.fromkeys((*METRICS, *ROW_PROGRESS, *ROW_MODEL)),
+        **dict.fromkeys((*METRICS, *ROW_PROGRESS, *ROW_MODEL, *ROW_INFERENCE)),
         "epochs_run": 0,
         "epoch_duration": None,
         "run_duration": None,
@@ -251,12 +252,16 @@ class JobRecord:
             log.info("early stopping after epoch %d: no better %s for %d epochs",
                      epoch, self.cfg.monitor, state.monitor.bad_epochs)  # fmt: skip
 
-    def tested(self, state: TrainState, test_loss: float, test_acc: float) -> None:
-        """The kept weights' test pass: the job has completed."""
-        self.row.update(test_loss=test_loss, test_acc=test_acc, status="completed")
+    def tested(self, state: TrainState, test_loss: float, test_acc: float, speed: dict) -> None:
+        """The kept weights' test pass and inference speed: the job has completed."""
+        self.row.update(test_loss=test_loss, test_acc=test_acc, status="completed", **speed)
         self.tb.log_epoch(state.epoch, {"Loss/test": test_loss, "Accuracy/test": test_acc})
         tta = " (flip TTA)" if self.cfg.tta else ""
         log.info("test loss %.4f acc %.4f%s", test_loss, test_acc, tta)
+        if speed:
+            log.info("inference: %.3f ms per image at batch 1, %.0f images/s at batch %d",
+                     speed["latency_ms"], speed["throughput_ips"],
+                     speed["throughput_batch"])  # fmt: skip
 
     def metrics(self) -> dict[str, float | None]:
         return {m: self.row[m] for m in METRICS}

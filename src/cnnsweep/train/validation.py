@@ -56,7 +56,7 @@ def validate(cfg: DictConfig) -> None:
     check_folds(cfg.data.get("folds"), cfg.data.get("fold"))
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    for key in ("shuffle", "tta", "keep_best", "compile", "profile", "lr_find"):
+    for key in ("shuffle", "tta", "keep_best", "compile", "profile", "lr_find", "latency"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
     number("label_smoothing", float, 0, 1, "low")
