@@ -16,6 +16,7 @@ from typing import Any
 
 RESULTS_JSON = "results.json"
 CV_JSON = "cross_validation.json"  # a data.fold=all job: its folds, their values and mean
+LR_FIND_JSON = "lr_find.json"  # an lr_find=true run: the range test, no training, no row
 RESULTS_CSV = "results.csv"
 EPOCHS_JSON = "epochs.json"
 EPOCHS_CSV = "epochs.csv"

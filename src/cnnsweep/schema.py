@@ -20,12 +20,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+# budgets (top-level knobs, null: none) and the row column each one caps; see train/budget.py
+BUDGETS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}
+
 # dotted keys (a key also covers everything below it) that change where or how fast a job runs,
 # or what it reports, never what it learns
 RUNTIME_KEYS = (
     "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
     "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
-    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find", "latency",
+    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find", "latency", *BUDGETS,
 )  # fmt: skip
 
 # the learning knobs a leaderboard shows as columns, in this order (the row holds them flat), and
@@ -83,8 +86,10 @@ EPOCH_COLUMN = {"train_loss": "loss", "train_acc": "accuracy", "val_loss": "val_
                 "val_acc": "val_accuracy"}  # fmt: skip
 
 # what a job's row can say of it, in the order a summary lists them: the job's own statuses
-# (``retried``: a dead Optuna trial's folder, continued by another trial), then the aggregate's
-JOB_STATUSES = ("completed", "pruned", "diverged", "failed", "interrupted", "retried", "running")
+# (``retried``: a dead Optuna trial's folder, continued by another trial; ``infeasible``: over a
+# budget, never trained), then the aggregate's
+JOB_STATUSES = ("completed", "pruned", "infeasible", "diverged", "failed", "interrupted",
+                "retried", "running")  # fmt: skip
 STATUSES = (*JOB_STATUSES, "corrupt", "missing")
 
 # a TensorBoard run is a folder named after the run: long enough to read, short enough for any

@@ -28,8 +28,16 @@ from cnnsweep.results.load import (
     load_runs,
 )
 from cnnsweep.results.markdown import cell_text, summary_markdown
-from cnnsweep.results.plots import plot_test_acc, plot_val_curves
-from cnnsweep.results.stats import dataset_of, datasets, rank_runs, seed_stats, varying
+from cnnsweep.results.plots import plot_pareto, plot_test_acc, plot_val_curves
+from cnnsweep.results.stats import (
+    COSTS,
+    dataset_of,
+    datasets,
+    pareto_front,
+    rank_runs,
+    seed_stats,
+    varying,
+)
 from cnnsweep.results.studies import study_reports
 from cnnsweep.results.tables import is_container, write_table
 from cnnsweep.schema import (
@@ -49,7 +57,7 @@ def run_columns() -> tuple[str, ...]:
     """``runs.csv``'s columns: where the job is and how it ranks, its knobs, its metrics, how it
     ran (other keys a row has follow, sorted)."""
     return (
-        "rank", "sweep", "job", "status", "objective", "score", "objective_value",
+        "rank", "sweep", "job", "status", "objective", "score", "pareto", "objective_value",
         "objective_from", *KNOBS, *METRICS, *LAST_METRICS, "best_epoch", "metrics_epoch",
         "epochs_run", "stopped_early_at", "resumed_from_epoch", "params", "flops",
         *ROW_INFERENCE, "epoch_duration", "run_duration", "run_name", "config_id", "overrides",
@@ -69,12 +77,14 @@ def aggregate(
     out: str | Path = DEFAULT_OUT,
     objective: str | None = None,
     base: Path | None = None,
+    cost: str = "flops",
 ) -> dict[str, Any]:
     """Write runs/epochs CSV+JSON, ``summary.md``, the plots and the study reports into
     ``out``; returns the rows written, the objective, the paths and the notes."""
     runs = load_runs(*roots, base=base)
     epochs = load_epochs(base=base, runs=runs)
     runs, objective = rank_runs(runs, objective)
+    runs = runs.assign(pareto=pareto_front(runs, objective, cost))
     groups, duplicates = seed_stats(runs, objective)
     columns = run_columns()
     extra = sorted(
@@ -84,8 +94,9 @@ def aggregate(
     )  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("runs.csv", "runs.json", "epochs.csv", "epochs.json",
-                                          "summary.md", "val_acc.png", "test_acc.png")}  # fmt: skip
+    names = ("runs.csv", "runs.json", "epochs.csv", "epochs.json", "summary.md", "val_acc.png",
+             "test_acc.png", "pareto.png")  # fmt: skip
+    paths = {name: out / name for name in names}
     table = write_table(
         runs.reindex(columns=[*columns, *extra]), paths["runs.csv"], paths["runs.json"]
     )
@@ -93,6 +104,7 @@ def aggregate(
         epochs.reindex(columns=EPOCH_COLUMNS), paths["epochs.csv"], paths["epochs.json"]
     )
     plot_val_curves(runs, epochs, paths["val_acc.png"])
+    plot_pareto(runs, objective, cost, paths["pareto.png"])
     names = datasets(runs)
     if len(names) > 1:  # one picture per dataset: their accuracies are not comparable
         del paths["test_acc.png"]
@@ -135,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--objective", default=None, help="metric to rank by (default: the one the jobs used)"
     )
+    parser.add_argument(
+        "--cost", default="flops", choices=COSTS,
+        help="what the Pareto front weighs the objective against (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--top", type=int, default=5, help="rows to print (default: %(default)s)")
     args = parser.parse_args(argv)
 
@@ -147,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = ", ".join(args.dirs or [d + "/" for d in DEFAULT_ROOTS])
         print(f"no jobs found under {where}: run `python train.py -m ...` first", file=sys.stderr)
         return 1
-    report = aggregate(roots, args.out, args.objective)
+    report = aggregate(roots, args.out, args.objective, cost=args.cost)
     runs = report["runs"]
     counts = {s: sum(r["status"] == s for r in runs) for s in STATUSES}
     print(f"{len(runs)} job(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
@@ -160,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if counts["completed"]:
         print(f"top {min(args.top, counts['completed'])} by {report['objective']}:")
         _print_top(runs, report["objective"], args.top)
+        front = [r for r in runs if r.get("pareto")]
+        print(f"Pareto front ({report['objective']} against {args.cost}, pareto.png): "
+              + ", ".join(f"#{r['rank']} ({cell_text(r.get(args.cost), args.cost)})"
+                          for r in front))  # fmt: skip
     for r in runs:
         if r["status"] != "completed":
             why = r.get("error") or r.get("objective_from")  # a pruned job has no error

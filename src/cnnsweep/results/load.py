@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from cnnsweep.files import CV_JSON, EPOCHS_JSON, RESULTS_JSON
+from cnnsweep.files import CV_JSON, EPOCHS_JSON, LR_FIND_JSON, RESULTS_JSON
 from cnnsweep.schema import (
     EPOCH_LEAD,
     JOB_STATUSES,
@@ -44,12 +44,13 @@ SKIP_DIRS = {"tb", ".submitit", "__pycache__", ".git", ".venv", "node_modules"}
 
 def find_job_dirs(roots: Iterable[str | Path]) -> list[Path]:
     """Every folder under ``roots`` that holds a ``results.json`` or a Hydra ``.hydra/`` (but
-    not a ``data.fold=all`` job's own: its rows are its folds', in the folders below it)."""
+    not a ``data.fold=all`` job's own, whose rows are its folds' in the folders below it, nor a
+    learning-rate range test's, which trains nothing)."""
     found: set[Path] = set()
     for root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
-            cv = CV_JSON in filenames and RESULTS_JSON not in filenames
-            if RESULTS_JSON in filenames or ".hydra" in dirnames and not cv:
+            no_row = RESULTS_JSON not in filenames and bool({CV_JSON, LR_FIND_JSON} & {*filenames})
+            if RESULTS_JSON in filenames or ".hydra" in dirnames and not no_row:
                 found.add(Path(dirpath).resolve())
             dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and d != ".hydra")
     return sorted(found)

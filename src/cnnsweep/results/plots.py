@@ -97,3 +97,33 @@ def plot_test_acc(groups: pd.DataFrame, path: Path, dataset: str | None = None) 
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)
+
+
+def plot_pareto(runs: pd.DataFrame, objective: str, cost: str, path: Path) -> None:
+    """``objective`` against ``cost`` (log axis) for every ranked job, the Pareto front of
+    each dataset drawn through its jobs and labelled with the varying knobs."""
+    shown = runs[runs["pareto"].notna()]
+    cols = varying(shown, KNOBS) if len(shown) > 1 else []
+    fig, ax = _figure(9, 5.5)
+    for i, (name, rows) in enumerate(shown.groupby(shown["data"].astype(str), sort=True)):
+        colour = f"C{i % 10}"
+        x, y = rows[cost].astype(float), rows["score"].astype(float)
+        ax.scatter(x, y, s=18, color=colour, alpha=0.45, label=f"{name}: {len(rows)} jobs")
+        front = rows[rows["pareto"].astype(bool)].sort_values(cost)
+        ax.step(front[cost].astype(float), front["score"].astype(float), where="post",
+                color=colour, marker="o", label=f"{name}: Pareto front ({len(front)})")  # fmt: skip
+        for r in front.to_dict("records"):
+            text = " ".join(f"{c}={cell_text(r[c], c)}" for c in cols[:4])
+            ax.annotate(text, (float(r[cost]), float(r["score"])), fontsize=6,
+                        xytext=(4, -8), textcoords="offset points")  # fmt: skip
+    if len(shown):
+        ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, f"no completed job with {objective} and {cost}", ha="center",
+                transform=ax.transAxes)  # fmt: skip
+    ax.set(xlabel=f"{cost} (lower is cheaper)", ylabel=objective,
+           title=f"{objective} against {cost}: the jobs no other beats on both")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)

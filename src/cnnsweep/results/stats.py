@@ -179,3 +179,27 @@ def busy_fraction(rows: Sequence[dict], slots: int) -> float:
     end = max(pd.Timestamp(r["finished_at"]) for r in rows)
     busy = sum(float(r["run_duration"]) for r in rows)
     return busy / (slots * max((end - start).total_seconds(), 1e-9))
+
+
+COSTS = ("flops", "params", "latency_ms")  # what a Pareto front weighs accuracy against
+
+
+def pareto_front(runs: pd.DataFrame, objective: str, cost: str = "flops") -> pd.Series:
+    """True for each ranked job that no other ranked job of its dataset beats on both
+    ``objective`` and ``cost`` (at least as good on both, better on one); False for the other
+    ranked jobs, NA for the unranked ones and those without a ``cost``."""
+    score, price = _numbers(runs, "score"), _numbers(runs, cost)
+    if is_better(objective) == "min":
+        score = -score
+    ranked = runs["rank"].notna() & score.notna() & price.notna()
+    front = pd.Series(pd.NA, index=runs.index, dtype="boolean")
+    data = dataset_of(runs)
+    for name in data[ranked].unique():
+        idx = runs.index[ranked & (data == name)]
+        s, c = score[idx].to_numpy(), price[idx].to_numpy()
+        # beaten[i]: some j is at least as good on both and better on one
+        ge = (s[None, :] >= s[:, None]) & (c[None, :] <= c[:, None])
+        gt = (s[None, :] > s[:, None]) | (c[None, :] < c[:, None])
+        beaten = (ge & gt).any(axis=1)
+        front[idx] = ~beaten
+    return front

@@ -181,7 +181,7 @@ class OptunaTrial:
         finite value) FAIL. ``pruned`` was told by ``prune``; ``interrupted`` is left RUNNING
         for the next worker to fail as stale and retry. The sweeper's own ``tell`` afterwards
         finds the trial finished and leaves it as it is."""
-        if not self.active or status in ("pruned", "interrupted"):
+        if not self.active or status in ("pruned", "interrupted", "infeasible"):
             return
         import optuna
 
@@ -195,6 +195,22 @@ class OptunaTrial:
                              skip_if_finished=True)  # fmt: skip
         except Exception as e:  # the sweeper tells it too: a storage hiccup costs nothing
             log.warning("trial %d: outcome not told to the study (%s)", self.number, e)
+
+    def constrain(self, excess: dict[str, float], feasible: bool) -> None:
+        """Set the trial's constraints (cost minus budget, by budget knob; at most 0: within
+        it), which Optuna's samplers read from every COMPLETE or PRUNED trial; an infeasible
+        trial ends PRUNED (a FAIL would teach the sampler nothing)."""
+        if not self.active:
+            return
+        import optuna
+
+        trial = self._load()
+        for knob, value in excess.items():
+            trial.set_constraint(knob, value)
+        if not feasible:
+            self.stop()
+            trial.study.tell(trial.number, state=optuna.trial.TrialState.PRUNED)
+            log.info("trial %d of study %r over budget: pruned", self.number, self.study_name)
 
     def prune(self) -> None:
         """End the trial as PRUNED in the study (its value: the last reported one)."""

@@ -32,6 +32,7 @@ from cnnsweep.models import build_model, count_params, forward_flops, model_spec
 from cnnsweep.schema import EPOCH_COLUMN, hyperparameters, learning_config
 from cnnsweep.sweep.trial import OptunaTrial
 from cnnsweep.train.augment import build_augment
+from cnnsweep.train.budget import within_budgets
 from cnnsweep.train.debug import limited, overfit_verdict, profiling
 from cnnsweep.train.ema import EMA
 from cnnsweep.train.folds import cross_validate
@@ -84,6 +85,8 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
         record.started(state, data, recipe, describe(cfg, state, data, device))
+        if not within_budgets(cfg, record, lambda: inference(cfg, state.model, recipe, device)):
+            return math.nan  # over a budget: infeasible, nothing trained
         with profiling(cfg.get("profile", False), recipe, out):  # debug=profile
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 metrics = train_epoch(cfg, epoch, state, splits, recipe)
@@ -192,7 +195,7 @@ def inference(
     cfg: DictConfig, model: torch.nn.Module, recipe: Recipe, device: torch.device
 ) -> dict[str, Any]:
     """The kept model's latency and throughput columns (none with ``latency=false``)."""
-    if not cfg.get("latency", True):
+    if not cfg.get("latency", True) and cfg.get("max_latency_ms") is None:
         return {}
     shape = (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
     return inference_speed(model, shape, device, recipe.memory_format)

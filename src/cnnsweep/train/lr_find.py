@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from cnnsweep.data.load import complete_config, load_data
 from cnnsweep.data.splits import iterate_batches
 from cnnsweep.data.types import DatasetError
-from cnnsweep.files import atomic_write
+from cnnsweep.files import LR_FIND_JSON, atomic_write
 from cnnsweep.train.loop import train_step
 from cnnsweep.train.record import job_info
 from cnnsweep.train.rerun import remove_fresh_folder
@@ -61,7 +61,7 @@ def find_lr(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
               "batch_size": cfg.batch_size, "steps": len(lrs)}  # fmt: skip
     out = info.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "lr_find.json", json.dumps(result, indent=1))
+    atomic_write(out / LR_FIND_JSON, json.dumps(result, indent=1))
     plot_range_test(result, out / "lr_find.png")
     command = " ".join(
         ["python train.py"]

@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cnnsweep.models import MODELS, build_model, min_image_size, model_spec
-from cnnsweep.schema import METRICS
+from cnnsweep.schema import BUDGETS, METRICS
 from cnnsweep.train.augment import AUGMENTS
 from cnnsweep.train.monitor import MONITORS
 from cnnsweep.train.runtime import ConfigError, check_precision, resolve_device, resolve_threads
@@ -40,6 +40,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed: {key} must be {what} {bounds}")
 
     number("lr", float, 0)
+    for budget in BUDGETS:
+        if cfg.get(budget) is not None:
+            number(budget, float, 0)
     number("batch_size", int, 0)
     number("epochs", int, 0)
     vf = cfg.data.val_fraction
