@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-accuracy bench-host aggregate tensorboard search dashboard predict clean slurm-up slurm-down postgres-up postgres-down test-cluster
+.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-export bench-accuracy bench-host aggregate tensorboard search dashboard predict export clean slurm-up slurm-down postgres-up postgres-down test-cluster
 
 setup: $(VENV)/.installed data
 
 $(VENV)/.installed: $(ROOT)pyproject.toml $(ROOT)constraints.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev,postgres]'
+	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev,postgres,export]'
 	touch $@
 
 # Fashion-MNIST offline: Debian's package (needs root); online, torchvision downloads it itself
@@ -91,6 +91,10 @@ tensorboard: | $(VENV)/.installed
 bench-lr-find: setup
 	$(PY) scripts/bench_lr_find.py $(ARGS)
 
+# inference latency: PyTorch eager vs ONNX Runtime, batch 1 and 256 (network, bn_cnn, the fast preset's model)
+bench-export: setup
+	$(PY) scripts/bench_export.py $(ARGS)
+
 # how busy the 2 slots of a 2-at-a-time search are: asynchronous trials against batches
 bench-busy: setup
 	$(PY) scripts/bench_busy.py $(ARGS)
@@ -113,6 +117,11 @@ JOB ?= $(shell $(PY) -m cnnsweep.paths job 2>/dev/null)
 predict: | $(VENV)/.installed
 	@test -n "$(JOB)" || { echo "no trained job found: run 'make train' first or give JOB=<dir>"; exit 2; }
 	$(PY) predict.py $(JOB) $(ARGS)
+
+# the newest trained job (or JOB=...) as JOB/model.onnx and JOB/model.ts, checked against PyTorch
+export: | $(VENV)/.installed
+	@test -n "$(JOB)" || { echo "no trained job found: run 'make train' first or give JOB=<dir>"; exit 2; }
+	$(PY) export.py $(JOB) $(ARGS)
 
 clean:
 	rm -rf outputs multirun results bench_out .pytest_cache

@@ -135,8 +135,8 @@ def test_same_files_when_run_twice(tmp_path: Path) -> None:
     (sweep / "3" / "results.json").write_text("{")
     aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
     first = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
-    assert sorted(first) == ["epochs.csv", "epochs.json", "runs.csv", "runs.json", "summary.md",
-                             "test_acc.png", "val_acc.png"]  # fmt: skip
+    assert sorted(first) == ["epochs.csv", "epochs.json", "pareto.png", "runs.csv", "runs.json",
+                             "summary.md", "test_acc.png", "val_acc.png"]  # fmt: skip
     aggregate.aggregate([sweep], tmp_path / "out", base=tmp_path)
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == first
     runs = json.loads(first["runs.json"])

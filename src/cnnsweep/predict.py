@@ -19,6 +19,7 @@ from cnnsweep.data.load import load_test_split
 from cnnsweep.data.normalise import to_float
 from cnnsweep.data.torchvision_sets import dataset_folder
 from cnnsweep.data.types import DatasetError, Stat
+from cnnsweep.exported import EXPORTED_SUFFIXES, ExportedModelError, load_exported
 from cnnsweep.models import build_model
 
 if TYPE_CHECKING:  # matplotlib is imported only when a picture is drawn
@@ -38,11 +39,19 @@ class Trained:
         str, Any
     ]  # the job's resolved data config (class names, mean/std, where the data is)
     path: Path
+    spec: dict[str, Any] | None = None  # what rebuilds the model (a model.pt's)
 
 
 def load_trained(path: str | Path) -> Trained:
-    """A job dir (holding model.pt) or a checkpoint file -> the rebuilt model in eval mode."""
+    """A job dir (holding model.pt), a checkpoint file, or a model exported by export.py ->
+    the model in eval mode (normalised images in, logits out) and its data config."""
     path = Path(path)
+    if path.suffix in EXPORTED_SUFFIXES:
+        try:
+            model, data = load_exported(path)
+        except ExportedModelError as e:
+            raise PredictError(str(e)) from None
+        return Trained(model, data, path)
     file = path / CHECKPOINT if path.is_dir() else path
     if not file.is_file():
         what = "a job dir without model.pt" if path.is_dir() else "no such file"
@@ -73,7 +82,7 @@ def load_trained(path: str | Path) -> Trained:
     data = dict(ckpt["data"])
     if data.get("class_names") is None and ckpt.get("class_names"):
         data["class_names"] = list(ckpt["class_names"])  # an image folder's, found when training
-    return Trained(model, data, file)
+    return Trained(model, data, file, spec)
 
 
 def prepare_image(path: str | Path, data: dict[str, Any]) -> torch.Tensor:
@@ -221,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("checkpoint", help="a job dir (holding model.pt) or a model.pt file")
+    parser.add_argument("checkpoint", help="a job dir (holding model.pt), a model.pt file, or an "
+                        "exported model.onnx / model.ts")  # fmt: skip
     parser.add_argument("images", nargs="*", help="image files (PNG/JPG, any size, colour or gray)")
     parser.add_argument("-n", type=int, default=16, help="random test images when no files given")
     parser.add_argument("--seed", type=int, default=0, help="which random test images")

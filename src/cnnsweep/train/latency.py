@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,24 +34,30 @@ def inference_speed(
     for batch in (LATENCY_BATCH, THROUGHPUT_BATCH):
         images = torch.randn(batch, *image_shape, device=device)
         images = images.contiguous(memory_format=memory_format)
-        calls = CALLS_PER_REPEAT[batch]
-        for _ in range(WARMUP):
-            model(images)
-        timings = []
-        for _ in range(REPEATS):
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(calls):
-                model(images)
-            _sync(device)
-            timings.append((time.perf_counter() - start) / calls)
-        seconds[batch] = statistics.median(timings)
+        seconds[batch] = seconds_per_call(lambda: model(images), batch, device)  # noqa: B023
     return {
         "latency_ms": 1000 * seconds[LATENCY_BATCH] / LATENCY_BATCH,
         "throughput_ips": THROUGHPUT_BATCH / seconds[THROUGHPUT_BATCH],
         "latency_batch": LATENCY_BATCH,
         "throughput_batch": THROUGHPUT_BATCH,
     }
+
+
+def seconds_per_call(run: Callable[[], object], batch: int, device: torch.device) -> float:
+    """The median seconds ``run()`` takes: ``WARMUP`` untimed calls, then ``REPEATS`` timed
+    repeats of ``CALLS_PER_REPEAT`` calls (batch 1: ten, so the clock's resolution is no issue)."""
+    calls = CALLS_PER_REPEAT.get(batch, 1)
+    for _ in range(WARMUP):
+        run()
+    timings = []
+    for _ in range(REPEATS):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        _sync(device)
+        timings.append((time.perf_counter() - start) / calls)
+    return statistics.median(timings)
 
 
 def _sync(device: torch.device) -> None:
