@@ -67,6 +67,17 @@ DEFAULTS = {"weight_decay": 0.0}  # what a knob a config leaves out means
 # what a job measures, and the objectives it may return
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
            "best_val_acc")  # fmt: skip
+# what a model costs (known before training, or measured on the fresh model): a search may
+# weigh them against a metric (objective=[val_acc,flops]), and the aggregate's Pareto front does
+COSTS = ("flops", "params", "latency_ms")
+
+
+def objectives(objective: Any) -> list[str]:
+    """``objective`` as a list of names: ``val_acc`` -> ``["val_acc"]``; a list stays one. The
+    first is the job's own objective (epochs report it, the leaderboard ranks by it)."""
+    return [objective] if isinstance(objective, str) else [str(name) for name in list(objective)]
+
+
 LAST_METRICS = ("last_train_loss", "last_train_acc", "last_val_loss", "last_val_acc")
 
 # the row's columns that start empty and fill as a job runs (the knobs and metrics above too)

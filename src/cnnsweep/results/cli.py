@@ -30,7 +30,6 @@ from cnnsweep.results.load import (
 from cnnsweep.results.markdown import cell_text, summary_markdown
 from cnnsweep.results.plots import plot_pareto, plot_test_acc, plot_val_curves
 from cnnsweep.results.stats import (
-    COSTS,
     dataset_of,
     datasets,
     pareto_front,
@@ -41,6 +40,7 @@ from cnnsweep.results.stats import (
 from cnnsweep.results.studies import study_reports
 from cnnsweep.results.tables import is_container, write_table
 from cnnsweep.schema import (
+    COSTS,
     EPOCH_KNOBS,
     EPOCH_LEAD,
     EPOCH_METRICS,

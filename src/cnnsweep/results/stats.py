@@ -181,9 +181,6 @@ def busy_fraction(rows: Sequence[dict], slots: int) -> float:
     return busy / (slots * max((end - start).total_seconds(), 1e-9))
 
 
-COSTS = ("flops", "params", "latency_ms")  # what a Pareto front weighs accuracy against
-
-
 def pareto_front(runs: pd.DataFrame, objective: str, cost: str = "flops") -> pd.Series:
     """True for each ranked job that no other ranked job of its dataset beats on both
     ``objective`` and ``cost`` (at least as good on both, better on one); False for the other

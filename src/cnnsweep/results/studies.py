@@ -82,13 +82,16 @@ def study_report(study: Any, folder: Path) -> tuple[list[Path], list[str]]:
     # PED-ANOVA, as optuna-dashboard computes it: the report and the dashboard agree (and it
     # draws no random numbers: the same bars every time)
     evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-    plots = {  # file: (completed trials it needs, how Optuna draws it)
+    plots: dict[str, Any] = {  # file: (completed trials it needs, how Optuna draws it)
         "optimization_history.png": (1, vis.plot_optimization_history),
         "param_importances.png": (2, lambda s: _importances(vis, s, evaluator)),
         "intermediate_values.png": (0, vis.plot_intermediate_values),
         "parallel_coordinate.png": (2, vis.plot_parallel_coordinate),
         "best_so_far.png": (1, _best_so_far),
     }
+    if len(study.directions) > 1:  # several objectives: the front, not one value's history
+        names = study.metric_names
+        plots = {"pareto_front.png": (1, lambda s: vis.plot_pareto_front(s, target_names=names))}
     done = len(study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]))
     curves = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,11 +162,13 @@ def study_reports(runs: pd.DataFrame, out: Path) -> tuple[list[str], list[Path],
             used.add(folder)
             written, notes = written + files, notes + skipped
             states = pd.Series([t.state.name.lower() for t in study.trials]).value_counts()
-            best = study.best_trial if states.get("complete") else None
+            several = len(study.directions) > 1
+            best = study.best_trial if states.get("complete") and not several else None
+            front = f"), {len(study.best_trials)} on the Pareto front" if several else ")"
             lines.append(
                 f"- `{name}`: {len(study.trials)} trial(s) ("
                 + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
-                + (f"), best {best.value:.4f} (trial {best.number})" if best else ")")
+                + (f"), best {best.value:.4f} (trial {best.number})" if best else front)
                 + f" in `{hide_password(url)}`: `{folder}/`"
             )
     return lines, written, notes

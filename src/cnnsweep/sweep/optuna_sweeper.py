@@ -46,6 +46,7 @@ from hydra.utils import instantiate
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
+from cnnsweep.schema import COSTS, objectives
 from cnnsweep.sweep import asynchronous
 from cnnsweep.sweep.resolvers import register_resolvers, worker_id
 from cnnsweep.sweep.storage import (
@@ -68,20 +69,46 @@ log = logging.getLogger(__name__)
 SAMPLER_WHITELIST = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
 
-def direction_error(objective: str | None, direction: Any) -> str | None:
-    """Why ``direction`` contradicts ``objective`` (a loss maximized, an accuracy minimized)."""
-    if not isinstance(objective, str) or not isinstance(direction, str):
-        return None  # not set, or several objectives: nothing to compare
-    want = "minimize" if objective.endswith("_loss") else None
-    if re.search(r"(^|_)acc(uracy)?$", objective):
-        want = "maximize"
-    if want is None or direction.lower() == want:
+def direction_error(objective: Any, direction: Any) -> str | None:
+    """Why ``direction`` contradicts ``objective`` (a loss maximized, an accuracy minimized, a
+    cost maximized), or does not give one direction per objective."""
+    if objective is None or direction is None:
         return None
-    kind = "a loss (lower is better)" if want == "minimize" else "an accuracy (higher is better)"
-    return (
-        f"objective={objective} is {kind} but hydra.sweeper.direction={direction}: "
-        f"pass hydra.sweeper.direction={want}"
-    )
+    names = objectives(objective if isinstance(objective, str) else list(objective))
+    directions = [direction] if isinstance(direction, str) else [str(d) for d in direction]
+    wanted = f"[{','.join(_wanted(n) or 'maximize' for n in names)}]"
+    if len(directions) != len(names):
+        return (
+            f"objective=[{','.join(names)}] has {len(names)} objective(s) but "
+            f"hydra.sweeper.direction=[{','.join(directions)}] has {len(directions)}: give one "
+            f"each, e.g. hydra.sweeper.direction={wanted}"
+        )
+    for name, given in zip(names, directions, strict=True):
+        want = _wanted(name)
+        if want is None or given.lower() == want:
+            continue
+        kind = {"minimize": "a loss (lower is better)", "maximize": "an accuracy (higher is "
+                "better)", "cost": "a cost (lower is better)"}[_kind(name)]  # fmt: skip
+        fix = want if len(names) == 1 else wanted
+        shown = name if len(names) == 1 else f"[{','.join(names)}]: {name}"
+        given_shown = direction if len(names) == 1 else f"[{','.join(directions)}]"
+        return (f"objective={shown} is {kind} but hydra.sweeper.direction={given_shown}: "
+                f"pass hydra.sweeper.direction={fix}")  # fmt: skip
+    return None
+
+
+def _kind(name: str) -> str | None:
+    if name in COSTS:
+        return "cost"
+    if name.endswith("_loss"):
+        return "minimize"
+    return "maximize" if re.search(r"(^|_)acc(uracy)?$", name) else None
+
+
+def _wanted(name: str) -> str | None:
+    """The direction an objective must have: accuracies up, losses and costs down."""
+    kind = _kind(name)
+    return None if kind is None else "maximize" if kind == "maximize" else "minimize"
 
 
 def refuse(message: str) -> None:
@@ -211,6 +238,9 @@ class PruningOptunaSweeper(OptunaSweeper):
         self.enqueue = list(plain(enqueue) or [])  # warm starts: added once, at creation
         self.warm_start = plain(warm_start) or None
         self.asynchronous = asynchronous  # false: the plugin's synchronous batches of n_jobs
+        self.objectives = objectives(
+            objective if isinstance(objective, str) else list(objective or [])
+        )
         self.pruner = pruner  # reaches the jobs through the `${hydra:sweeper.pruner}` override
         self.heartbeat = (heartbeat_interval, grace_period, max_retry)
         self._reseeded = False
@@ -268,6 +298,8 @@ class PruningOptunaSweeper(OptunaSweeper):
     def _configure_trials(self, trials: list[Any], *args: Any) -> Sequence[Sequence[str]]:
         study = trials[0].study
         fail_stale_trials(study._storage, study.study_name)  # a retry joins the next batch
+        if len(self.objectives) > 1 and not study.metric_names:  # the dashboard's and reports'
+            study.set_metric_names(self.objectives)
         if not getattr(study.tell, "skips_finished", False):
             study.tell = _tell_unless_finished(study.tell)
         self._reseed(trials[0])

@@ -172,6 +172,8 @@ class OptunaTrial:
         if not self.active or value is None or not math.isfinite(value):
             return False
         trial = self._load()
+        if len(trial.study.directions) > 1:  # Optuna cannot report (nor prune) these yet
+            return False
         trial.report(float(value), step=epoch)
         return bool(trial.should_prune())
 

@@ -29,7 +29,7 @@ from cnnsweep.files import (
     write_results_row,
 )
 from cnnsweep.models import build_model, count_params, forward_flops, model_spec
-from cnnsweep.schema import EPOCH_COLUMN, hyperparameters, learning_config
+from cnnsweep.schema import EPOCH_COLUMN, hyperparameters, learning_config, objectives
 from cnnsweep.sweep.trial import OptunaTrial
 from cnnsweep.train.augment import build_augment
 from cnnsweep.train.budget import within_budgets
@@ -53,7 +53,7 @@ __all__ = ["ConfigError", "run_job", "validate", "hyperparameters", "build_optim
 FINISHED = ("completed", "diverged", "pruned")  # a finished job is never continued
 
 
-def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
+def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float | list[float]:
     """Train, evaluate and record one configuration; returns ``cfg.objective`` for sweepers."""
     if cfg.data.get("fold") == "all":  # k-fold cross-validation: K jobs, their mean returned
         return cross_validate(cfg, output_dir, run_job)
@@ -72,7 +72,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
     done = completed_here(cfg, info, config)  # another configuration's results: moved aside
     if done is not None:  # resume=true and this configuration completed here: skipped
         trial.finish("completed", _number(done.get("objective_value")))
-        return _number(done.get(cfg.objective))
+        return returned(cfg, done)
     trial.start(out)  # heartbeats; a retried Optuna trial brings the dead one's last.pt here
     checkpoint = load_last(out, config) if cfg.resume else None
     clear_job_outputs(out, keep_checkpoint=checkpoint is not None)  # nothing stale survives
@@ -105,7 +105,18 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
             save_outputs(cfg, record, model, state, data, splits["test"], predictions)
     if record.status in FINISHED and not cfg.checkpoint.keep:
         (out / LAST).unlink(missing_ok=True)
-    return record.objective_value
+    return returned(cfg, record.row)
+
+
+def returned(cfg: DictConfig, row: dict[str, Any]) -> float | list[float]:
+    """What the job hands its sweeper: the objective's value (a pruned job's last reported
+    one), or with several objectives one value each (NaN for a job that did not complete)."""
+    names = objectives(cfg.objective)
+    if row.get("status") == "completed":
+        values = [_number(row.get(name)) for name in names]
+    else:
+        values = [_number(row.get("objective_value"))] + [math.nan] * (len(names) - 1)
+    return values[0] if len(names) == 1 else values
 
 
 def refused(cfg: DictConfig, info: JobInfo, trial: OptunaTrial, error: Exception) -> None:

@@ -44,6 +44,7 @@ from cnnsweep.schema import (
     ROW_PROGRESS,
     hyperparameters,
     learning_config,
+    objectives,
     override_key,
     run_name,
 )
@@ -94,7 +95,7 @@ def new_row(cfg: DictConfig, info: JobInfo, trial: OptunaTrial) -> dict[str, Any
         "status": "running",
         "error": None,
         **hyperparameters(cfg),
-        "objective": cfg.objective,
+        "objective": objectives(cfg.objective)[0],
         "objective_value": None,
         "objective_from": None,
         **dict.fromkeys((*METRICS, *ROW_PROGRESS, *ROW_MODEL, *ROW_INFERENCE)),
@@ -228,7 +229,7 @@ class JobRecord:
     def reported(self) -> float | None:
         """The value the trial is told this epoch: the last epoch's (a test objective's
         validation twin)."""
-        metric = reported_metric(self.cfg.objective)
+        metric = reported_metric(objectives(self.cfg.objective)[0])
         return self.row.get(f"last_{metric}", self.row.get(metric))
 
     def ended_early(self, reason: str, state: TrainState) -> None:
@@ -293,11 +294,12 @@ class JobRecord:
     def _returned(self) -> None:
         """What the job hands its sweeper, and where that number comes from, into the row."""
         row, cfg, status = self.row, self.cfg, self.row["status"]
+        objective = objectives(cfg.objective)[0]
         if status == "completed":
-            value = row.get(cfg.objective)
+            value = row.get(objective)
             kind = "best" if cfg.keep_best and row["best_epoch"] else "last"
             source = (f"test pass of epoch {row['metrics_epoch']}"
-                      if cfg.objective.startswith("test")
+                      if objective.startswith("test")
                       else f"{kind} epoch {row['metrics_epoch']}")  # fmt: skip
         elif status == "pruned":
             value = self.reported()

@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cnnsweep.models import MODELS, build_model, min_image_size, model_spec
-from cnnsweep.schema import BUDGETS, METRICS
+from cnnsweep.schema import BUDGETS, COSTS, METRICS, objectives
 from cnnsweep.train.augment import AUGMENTS
 from cnnsweep.train.monitor import MONITORS
 from cnnsweep.train.runtime import ConfigError, check_precision, resolve_device, resolve_threads
@@ -101,8 +101,7 @@ def validate(cfg: DictConfig) -> None:
     resolve_threads(cfg.threads)
     check_precision(cfg.precision, device)
     allowed = [m for m in METRICS if vf > 0 or not m.startswith(("val", "best_val"))]
-    if cfg.objective not in allowed:
-        raise ConfigError(f"objective={cfg.objective!r} is not allowed: use one of {allowed}")
+    check_objectives(cfg, allowed)
     if vf == 0 and cfg.early_stopping.patience is not None:
         raise ConfigError("early_stopping.patience needs a validation split: data.val_fraction > 0")
     check_model_fits(cfg)
@@ -142,3 +141,21 @@ def check_folds(folds: object, fold: object) -> None:
             f"data.fold={fold!r} is not allowed with data.folds={folds}: use 0..{folds - 1} "
             "(that fold validates) or all (every fold in turn, their mean returned)"
         )
+
+
+def check_objectives(cfg: DictConfig, allowed: list[str]) -> None:
+    """``objective``: one metric, or a list whose first is a metric and the rest metrics or
+    costs (``flops``, ``params``, ``latency_ms``), each once."""
+    value = cfg.objective
+    names = objectives(value if isinstance(value, str) else list(value))
+    shown = value if isinstance(value, str) else f"[{','.join(names)}]"
+    if not names or names[0] not in allowed:
+        raise ConfigError(f"objective={shown} is not allowed: its first (or only) name must be "
+                          f"one of {allowed}")  # fmt: skip
+    bad = [n for n in names[1:] if n not in (*allowed, *COSTS)]
+    if bad or len(set(names)) < len(names):
+        why = f"{bad[0]!r} is unknown" if bad else "a name is repeated"
+        raise ConfigError(f"objective={shown} is not allowed: {why}; after the first, use "
+                          f"metrics {allowed} or costs {list(COSTS)}, each once")  # fmt: skip
+    if len(names) > 1 and cfg.data.get("fold") == "all":
+        raise ConfigError("data.fold=all returns one cross-validated value: give one objective")
