@@ -8,6 +8,10 @@ trials completed by then count. Prints best validation and test accuracy at the 
 minutes each took to reach (a)'s final best, how busy the 2 slots were, and writes
 ``best_so_far.png``. Goal: (c) reaches (a)'s final best in at most half of (a)'s time.
 
+``--pareto``: ``hparams_search=fashion_mnist_pareto`` (val_acc against FLOPs) twice on the
+subset, same seed, with its pruner (cheaper_median) and without: epochs trained, wall time, and
+the two Pareto fronts side by side.
+
 ``--pruners``: the same seeded search (the recipe space, 2 at a time, asynchronous) with each
 pruner of conf/hydra/sweeper/pruner/ on a Fashion-MNIST subset: epochs trained, best val acc.
 
@@ -15,6 +19,7 @@ pruner of conf/hydra/sweeper/pruner/ on a Fashion-MNIST subset: epochs trained, 
     python scripts/bench_search.py --budget 30
     python scripts/bench_search.py --quick --budget 6   # 6000 images, 8 epochs a trial
     python scripts/bench_search.py --pruners            # 5 pruners, 6000 images, 10 x 8 epochs
+    python scripts/bench_search.py --pareto             # the Pareto preset, pruned or not
 """
 
 from __future__ import annotations
@@ -68,14 +73,20 @@ def write_subset(root: Path, n_train: int, n_test: int) -> Path:
     return root
 
 
-def run_search(name: str, extra: list[str], out: Path, budget_s: float | None) -> dict:
+def run_search(
+    name: str,
+    extra: list[str],
+    out: Path,
+    budget_s: float | None,
+    preset: str = "fashion_mnist_recipe",
+) -> dict:
     """``train.py -m hparams_search=fashion_mnist_recipe`` in a fresh study; Ctrl-C (SIGINT to
     its process group) at ``budget_s``. Returns the study, the rows and the wall time."""
     study = "bench-" + "".join(c if c.isalnum() else "-" for c in name).strip("-")
     storage = f"sqlite:///{out.resolve()}/{study}.db"
     sweep_dir = out / study
     cmd = [
-        sys.executable, str(REPO / "train.py"), "-m", "hparams_search=fashion_mnist_recipe",
+        sys.executable, str(REPO / "train.py"), "-m", f"hparams_search={preset}",
         f"hydra.sweeper.study_name={study}", f"hydra.sweeper.storage={storage}",
         f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.enqueue=[]", *QUIET, *extra,
     ]  # fmt: skip
@@ -191,6 +202,31 @@ def pruners(args: argparse.Namespace, out: Path) -> None:
               f"{busy_fraction(r['rows'], 2):.2f} |")  # fmt: skip
 
 
+def pareto(args: argparse.Namespace, out: Path) -> None:
+    data = write_subset(out / "data", 6000, 1000)
+    common = [f"data_dir={data}", f"hydra.sweeper.n_trials={args.trials}"]
+    arms = {"pruned (cheaper_median)": [], "not pruned": ["hydra/sweeper/pruner=nop"]}
+    results = [run_search(name, [*common, *extra], out, None, "fashion_mnist_pareto")
+               for name, extra in arms.items()]  # fmt: skip
+    print(f"\n{args.trials} trials x 6 epochs, val_acc against FLOPs, 2 at a time, TPE seed 42, "
+          "Fashion-MNIST subset (6000 train, 1000 test)")  # fmt: skip
+    print("| search | completed | pruned | epochs trained | wall s | front (val acc, MFLOPs) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        done = [t for t in r["trials"] if t.state.name == "COMPLETE"]
+        front = sorted(
+            (t.values[1], t.values[0]) for t in done
+            if not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1]
+                       and o.values != t.values for o in done)
+        )  # fmt: skip
+        states = [t.state.name for t in r["trials"]]
+        text = ", ".join(f"{100 * acc:.1f}% {flops / 1e6:.1f}" for flops, acc in front)
+        print(
+            f"| {r['arm']} | {states.count('COMPLETE')} | {states.count('PRUNED')} | "
+            f"{sum(x.get('epochs_run') or 0 for x in r['rows'])} | {r['wall']:.0f} | {text} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -202,14 +238,17 @@ def main() -> None:
         help="the comparison on a 6000-image subset, 8 epochs a trial",
     )
     parser.add_argument("--pruners", action="store_true", help="compare the pruners instead")
-    parser.add_argument("--trials", type=int, default=10, help="--pruners: trials per search")
+    parser.add_argument("--pareto", action="store_true", help="the Pareto preset, pruned or not")
+    parser.add_argument(
+        "--trials", type=int, default=10, help="--pruners, --pareto: trials per search"
+    )
     parser.add_argument("--epochs", type=int, default=8, help="--pruners: epochs per trial")
     parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "search")
     args = parser.parse_args()
     out = args.out / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
-    (pruners if args.pruners else compare)(args, out)
+    (pareto if args.pareto else pruners if args.pruners else compare)(args, out)
 
 
 if __name__ == "__main__":

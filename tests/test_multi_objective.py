@@ -42,8 +42,7 @@ def test_one_direction_each_and_the_right_way() -> None:
          "error: objective=[val_acc,speed] is not allowed: 'speed' is unknown; after the first, "
          "use metrics"),
         (["objective=[flops,val_acc]"],
-         "error: objective=[flops,val_acc] is not allowed: its first (or only) name must be one "
-         "of ["),
+         "error: objective=[flops,val_acc] is not allowed: its first name must be one of ["),
         (["objective=[val_acc,val_acc]"],
          "error: objective=[val_acc,val_acc] is not allowed: a name is repeated"),
     ],
@@ -95,3 +94,30 @@ def test_the_pareto_preset_returns_both_values_and_reports_the_front(
     summary = (tmp_path / "res" / "summary.md").read_text()
     assert f"{len(study.best_trials)} on the Pareto front" in summary
     assert sum(bool(r["pareto"]) for r in report["runs"]) >= 1
+
+
+def test_cheaper_median_stops_a_trial_below_its_cheaper_peers() -> None:
+    from cnnsweep.sweep.pruners import EPOCH_VALUES, TRIAL_COSTS, CheaperMedianPruner
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["val_acc", "flops"])
+    for acc3, flops in ((0.80, 100), (0.84, 200), (0.95, 900)):  # completed peers
+        trial = study.ask()
+        trial.set_user_attr(EPOCH_VALUES, {"1": acc3 - 0.1, "3": acc3})
+        study.tell(trial, [acc3 + 0.02, flops])
+    pruner = CheaperMedianPruner(n_warmup_steps=2, n_min_trials=2)
+
+    def judged(acc: float, flops: float, epoch: str = "3") -> bool:
+        trial = study.ask()
+        trial.set_user_attr(EPOCH_VALUES, {epoch: acc})
+        trial.set_user_attr(TRIAL_COSTS, {"flops": flops, "params": 1})
+        frozen = study._storage.get_trial(trial._trial_id)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # out of the peers' way
+        return pruner.prune(study, frozen)
+
+    assert judged(0.81, 250)  # peers costing no more: 0.80 and 0.84, median 0.82
+    assert not judged(0.83, 250)
+    assert not judged(0.50, 150)  # one peer that cheap: too few to judge
+    assert not judged(0.50, 250, epoch="2")  # warm-up
+    assert not judged(0.88, 1000)  # all three cost no more: median 0.84, and 0.88 is above
+    assert judged(0.83, 1000)

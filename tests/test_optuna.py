@@ -109,7 +109,9 @@ def test_a_direction_that_contradicts_the_objective_is_named() -> None:
     assert "pass hydra.sweeper.direction=maximize" in direction_error("test_acc", "minimize")
     assert direction_error("val_loss", "minimize") is None
     assert direction_error("val_acc", "maximize") is None
-    assert direction_error("val_acc", ["maximize", "minimize"]) is None  # several objectives
+    assert direction_error("val_acc", ["maximize", "minimize"]).startswith(  # one each
+        "objective=[val_acc] has 1 objective(s) but hydra.sweeper.direction=[maximize,minimize]"
+    )
     assert direction_error("custom_metric", "minimize") is None  # unknown: not judged
 
 

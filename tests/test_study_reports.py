@@ -112,8 +112,8 @@ def test_unreadable_storage_is_skipped_with_one_line(
     assert not gone.exists()  # never created by looking
     assert garbage.read_text() == "not a database"
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
-        "epochs.csv", "epochs.json", "runs.csv", "runs.json", "summary.md", "test_acc.png",
-        "val_acc.png",
+        "epochs.csv", "epochs.json", "pareto.png", "runs.csv", "runs.json", "summary.md",
+        "test_acc.png", "val_acc.png",
     ]  # fmt: skip
 
 

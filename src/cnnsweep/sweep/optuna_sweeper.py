@@ -299,7 +299,9 @@ class PruningOptunaSweeper(OptunaSweeper):
         study = trials[0].study
         fail_stale_trials(study._storage, study.study_name)  # a retry joins the next batch
         if len(self.objectives) > 1 and not study.metric_names:  # the dashboard's and reports'
-            study.set_metric_names(self.objectives)
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+                warnings.simplefilter("ignore")
+                study.set_metric_names(self.objectives)
         if not getattr(study.tell, "skips_finished", False):
             study.tell = _tell_unless_finished(study.tell)
         self._reseed(trials[0])

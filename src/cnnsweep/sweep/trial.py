@@ -31,6 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
+PRUNER_WHITELIST = ("optuna.pruners.*", "cnnsweep.sweep.pruners.*")
+
 
 def reported_metric(objective: str) -> str:
     """The per-epoch metric a trial reports: the objective itself, or its validation twin.
@@ -101,7 +103,7 @@ class OptunaTrial:
             )
             pruner = None
             if self._pruner_cfg:
-                pruner = instantiate(self._pruner_cfg, _execution_whitelist_="optuna.pruners.*")
+                pruner = instantiate(self._pruner_cfg, _execution_whitelist_=PRUNER_WHITELIST)
             study = optuna.load_study(
                 study_name=self.study_name,
                 storage=storage,
@@ -172,8 +174,10 @@ class OptunaTrial:
         if not self.active or value is None or not math.isfinite(value):
             return False
         trial = self._load()
-        if len(trial.study.directions) > 1:  # Optuna cannot report (nor prune) these yet
-            return False
+        if len(trial.study.directions) > 1:  # Optuna's report raises: our own bookkeeping
+            from cnnsweep.sweep.pruners import report_several
+
+            return report_several(trial, epoch, value)
         trial.report(float(value), step=epoch)
         return bool(trial.should_prune())
 
@@ -197,6 +201,17 @@ class OptunaTrial:
                              skip_if_finished=True)  # fmt: skip
         except Exception as e:  # the sweeper tells it too: a storage hiccup costs nothing
             log.warning("trial %d: outcome not told to the study (%s)", self.number, e)
+
+    def record_costs(self, costs: dict[str, float]) -> None:
+        """In a multi-objective study, the trial's costs known before training (``params``,
+        ``flops``...), which ``CheaperMedianPruner`` compares with the completed trials'."""
+        if not self.active:
+            return
+        trial = self._load()
+        if len(trial.study.directions) > 1:
+            from cnnsweep.sweep.pruners import TRIAL_COSTS
+
+            trial.set_user_attr(TRIAL_COSTS, costs)
 
     def constrain(self, excess: dict[str, float], feasible: bool) -> None:
         """Set the trial's constraints (cost minus budget, by budget knob; at most 0: within

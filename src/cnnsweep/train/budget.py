@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from cnnsweep.schema import BUDGETS
+from cnnsweep.schema import BUDGETS, COSTS, objectives
 
 log = logging.getLogger("cnnsweep.train.job")
 
@@ -26,13 +26,14 @@ def budgets(cfg: Any) -> dict[str, float]:
 
 def within_budgets(cfg: Any, record: Any, measure: Callable[[], dict[str, Any]]) -> bool:
     """Check the job's row (``params``, ``flops``; ``measure()`` adds the latency columns when a
-    latency budget is set) against its budgets; tell the trial its constraints. False: the row
-    says ``infeasible`` and why, and the job must not train."""
+    latency budget or objective needs them) against its budgets; tell the trial its costs and
+    constraints. False: the row says ``infeasible`` and why, and the job must not train."""
     limits = budgets(cfg)
+    if "max_latency_ms" in limits or "latency_ms" in objectives(cfg.objective)[1:]:
+        record.row.update(measure())  # the cost is the fresh model's: known before training
+    record.trial.record_costs({c: record.row[c] for c in COSTS if record.row.get(c) is not None})
     if not limits:
         return True
-    if "max_latency_ms" in limits:
-        record.row.update(measure())
     excess = {knob: float(record.row[BUDGETS[knob]]) - limit for knob, limit in limits.items()}
     over = [f"{BUDGETS[k]} {record.row[BUDGETS[k]]:g} > {k}={limits[k]:g}"
             for k, e in excess.items() if e > 0]  # fmt: skip

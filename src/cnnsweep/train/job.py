@@ -205,8 +205,10 @@ def test_kept_weights(
 def inference(
     cfg: DictConfig, model: torch.nn.Module, recipe: Recipe, device: torch.device
 ) -> dict[str, Any]:
-    """The kept model's latency and throughput columns (none with ``latency=false``)."""
-    if not cfg.get("latency", True) and cfg.get("max_latency_ms") is None:
+    """The kept model's latency and throughput columns (none with ``latency=false``, unless a
+    latency budget or objective needs them)."""
+    needed = cfg.get("max_latency_ms") is not None or "latency_ms" in objectives(cfg.objective)
+    if not cfg.get("latency", True) and not needed:
         return {}
     shape = (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size)
     return inference_speed(model, shape, device, recipe.memory_format)

@@ -149,9 +149,11 @@ def check_objectives(cfg: DictConfig, allowed: list[str]) -> None:
     value = cfg.objective
     names = objectives(value if isinstance(value, str) else list(value))
     shown = value if isinstance(value, str) else f"[{','.join(names)}]"
+    if isinstance(value, str) and value not in allowed:
+        raise ConfigError(f"objective={value!r} is not allowed: use one of {allowed}")
     if not names or names[0] not in allowed:
-        raise ConfigError(f"objective={shown} is not allowed: its first (or only) name must be "
-                          f"one of {allowed}")  # fmt: skip
+        raise ConfigError(f"objective={shown} is not allowed: its first name must be one of "
+                          f"{allowed}")  # fmt: skip
     bad = [n for n in names[1:] if n not in (*allowed, *COSTS)]
     if bad or len(set(names)) < len(names):
         why = f"{bad[0]!r} is unknown" if bad else "a name is repeated"
