@@ -105,7 +105,7 @@ def test_cheaper_median_stops_a_trial_below_its_cheaper_peers() -> None:
         trial = study.ask()
         trial.set_user_attr(EPOCH_VALUES, {"1": acc3 - 0.1, "3": acc3})
         study.tell(trial, [acc3 + 0.02, flops])
-    pruner = CheaperMedianPruner(n_warmup_steps=2, n_min_trials=2)
+    pruner = CheaperMedianPruner(n_warmup_steps=2, n_min_trials=2, quantile=0.5)
 
     def judged(acc: float, flops: float, epoch: str = "3") -> bool:
         trial = study.ask()
@@ -121,3 +121,5 @@ def test_cheaper_median_stops_a_trial_below_its_cheaper_peers() -> None:
     assert not judged(0.50, 250, epoch="2")  # warm-up
     assert not judged(0.88, 1000)  # all three cost no more: median 0.84, and 0.88 is above
     assert judged(0.83, 1000)
+    pruner = CheaperMedianPruner()  # the default: worse than every cheaper trial
+    assert not judged(0.81, 250) and judged(0.79, 250)
