@@ -111,6 +111,15 @@ def run_cli(
     )
 
 
+def refused_line(args: list[str], cwd: Path) -> str:
+    """``train.py args`` run from ``cwd`` must be refused as bad input: exit code 2 and not a
+    file written. Returns its last stderr line (the one-line error)."""
+    proc = run_cli(args, cwd)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert not [p for p in cwd.rglob("*") if p.is_file()]  # nothing written
+    return proc.stderr.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def tiny_job(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished 2-epoch job on tiny Fashion-MNIST, shared by the tests that only read it."""

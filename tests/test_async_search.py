@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from test_optuna import PRESET, QUIET, load, rows
 
 from cnnsweep.results.stats import busy_fraction
-from cnnsweep.sweep.trial import OptunaTrial
+from cnnsweep.sweep.trial import PRUNER_WHITELIST, OptunaTrial
 
 K2 = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "threads=1"]
 # trial 0 trains 80 epochs of tiny data, trials 1-3 one to three (enqueued points are unique)
@@ -104,7 +104,9 @@ def test_hyperband_auto_takes_the_jobs_epochs() -> None:
 @pytest.mark.parametrize(
     "pruner", sorted(p.stem for p in (CONF / "hydra/sweeper/pruner").glob("*.yaml"))
 )
-@pytest.mark.parametrize("preset", ["fashion_mnist_optuna", "fashion_mnist_recipe"])
+@pytest.mark.parametrize(
+    "preset", ["fashion_mnist_optuna", "fashion_mnist_recipe", "fashion_mnist_pareto"]
+)
 def test_every_pruner_can_be_chosen_in_every_preset(preset: str, pruner: str) -> None:
     """What a job builds from ``hparams_search=<preset> hydra/sweeper/pruner=<pruner>``: a
     preset's settings of its own pruner must not reach another pruner (a TypeError in every
@@ -115,7 +117,7 @@ def test_every_pruner_can_be_chosen_in_every_preset(preset: str, pruner: str) ->
     block = {"study_name": "s", "storage": "sqlite:///x.db", "trial": 0,
              "pruner": cfg.hydra.sweeper.pruner}  # fmt: skip
     trial = OptunaTrial.from_config(OmegaConf.create({"epochs": cfg.epochs, "optuna": block}))
-    built = instantiate(trial._pruner_cfg, _execution_whitelist_="optuna.pruners.*")
+    built = instantiate(trial._pruner_cfg, _execution_whitelist_=PRUNER_WHITELIST)
     assert isinstance(built, optuna.pruners.BasePruner)
 
 
