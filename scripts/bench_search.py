@@ -35,11 +35,12 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
 from cnnsweep.data.torchvision_sets import load_torchvision
-from cnnsweep.results.stats import busy_fraction
+from cnnsweep.results.stats import busy_fraction, pareto_front
 from cnnsweep.results.studies import best_so_far
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,11 +215,12 @@ def pareto(args: argparse.Namespace, out: Path) -> None:
     print("|---|---|---|---|---|---|")
     for r in results:
         done = [t for t in r["trials"] if t.state.name == "COMPLETE"]
-        front = sorted(
-            (t.values[1], t.values[0]) for t in done
-            if not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1]
-                       and o.values != t.values for o in done)
-        )  # fmt: skip
+        table = pd.DataFrame({
+            "rank": pd.array(range(1, len(done) + 1), dtype="Int64"), "data": "fmnist",
+            "score": [t.values[0] for t in done], "flops": [t.values[1] for t in done],
+        })  # fmt: skip
+        on_front = table[pareto_front(table, "val_acc", "flops").fillna(False).astype(bool)]
+        front = sorted(zip(on_front["flops"], on_front["score"], strict=True))
         states = [t.state.name for t in r["trials"]]
         text = ", ".join(f"{100 * acc:.1f}% {flops / 1e6:.1f}" for flops, acc in front)
         print(

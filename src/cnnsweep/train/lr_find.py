@@ -82,6 +82,7 @@ def range_test(state: Any, recipe: Any, train: Any) -> tuple[list[float], list[f
     grow = (MAX_LR / MIN_LR) ** (1 / max(1, steps - 1))
     lrs: list[float] = []
     losses: list[float] = []
+    avg, lowest = 0.0, math.inf  # the smoothed loss as it goes (``smoothed`` is its record)
     state.model.train()
     batches = iterate_batches(train, recipe.batch_size, recipe.shuffle, state.batch_gen)
     for step, (images, labels) in zip(range(steps), batches, strict=False):
@@ -91,8 +92,12 @@ def range_test(state: Any, recipe: Any, train: Any) -> tuple[list[float], list[f
         loss, _ = train_step(state, recipe, images, labels)
         lrs.append(lr)
         losses.append(float(loss))
-        smooth = smoothed(losses)
-        if not math.isfinite(losses[-1]) or smooth[-1] > DIVERGED * min(smooth):
+        if not math.isfinite(losses[-1]):
+            break
+        avg = SMOOTHING * avg + (1 - SMOOTHING) * losses[-1]
+        now = avg / (1 - SMOOTHING ** len(losses))
+        lowest = min(lowest, now)
+        if now > DIVERGED * lowest:
             break
     return lrs, losses
 
