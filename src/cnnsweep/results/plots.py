@@ -112,8 +112,11 @@ def plot_pareto(runs: pd.DataFrame, objective: str, cost: str, path: Path) -> No
         front = rows[rows["pareto"].astype(bool)].sort_values(cost)
         ax.step(front[cost].astype(float), front["score"].astype(float), where="post",
                 color=colour, marker="o", label=f"{name}: Pareto front ({len(front)})")  # fmt: skip
-        for r in front.to_dict("records"):
+        # one label per point: jobs tied on both (a grid of one model) would overprint
+        for _, tied in front.groupby([front[cost].astype(float), front["score"].astype(float)]):
+            r = tied.iloc[0]
             text = " ".join(f"{c}={cell_text(r[c], c)}" for c in cols[:4])
+            text += f" (+{len(tied) - 1} tied)" if len(tied) > 1 else ""
             ax.annotate(text, (float(r[cost]), float(r["score"])), fontsize=6,
                         xytext=(4, -8), textcoords="offset points")  # fmt: skip
     if len(shown):
