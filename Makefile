@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-export bench-accuracy bench-host aggregate tensorboard search dashboard predict export clean slurm-up slurm-down postgres-up postgres-down test-cluster
+.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-export bench-accuracy bench-host aggregate tensorboard mlflow search dashboard predict export clean slurm-up slurm-down postgres-up postgres-down test-cluster
 
 setup: $(VENV)/.installed data
 
 $(VENV)/.installed: $(ROOT)pyproject.toml $(ROOT)constraints.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev,postgres,export]'
+	$(VENV)/bin/pip install -q -c $(ROOT)constraints.txt -e '$(ROOT).[dev,postgres,export,mlflow,wandb]'
 	touch $@
 
 # Fashion-MNIST offline: Debian's package (needs root); online, torchvision downloads it itself
@@ -69,6 +69,13 @@ dashboard: | $(VENV)/.installed
 # default): best accuracy, minutes to the plugin's best, best_so_far.png; ARGS=--pruners: pruners
 bench-search: setup
 	$(PY) scripts/bench_search.py $(ARGS)
+
+# the MLflow UI on the runs of logger=[...,mlflow], on 127.0.0.1 only: make mlflow [MLFLOW_PORT=5000]
+MLFLOW_URI ?= sqlite:///mlflow.db
+MLFLOW_PORT ?= 5000
+mlflow: | $(VENV)/.installed
+	@echo "MLflow UI on $(MLFLOW_URI): http://$(HOST):$(MLFLOW_PORT)"
+	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI) --host $(HOST) --port $(MLFLOW_PORT)
 
 # every job's results (multirun/ and outputs/, or DIRS) merged into results/: runs, epochs, summary.md, plots
 DIRS ?=

@@ -111,10 +111,10 @@ def run_cli(
     )
 
 
-def refused_line(args: list[str], cwd: Path) -> str:
+def refused_line(args: list[str], cwd: Path, env: dict | None = None) -> str:
     """``train.py args`` run from ``cwd`` must be refused as bad input: exit code 2 and not a
     file written. Returns its last stderr line (the one-line error)."""
-    proc = run_cli(args, cwd)
+    proc = run_cli(args, cwd, env=env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert not [p for p in cwd.rglob("*") if p.is_file()]  # nothing written
     return proc.stderr.strip().splitlines()[-1]
@@ -292,3 +292,25 @@ def wait_for_studies(base: str, server: subprocess.Popen, seconds: float = 60) -
             assert server.poll() is None, "optuna-dashboard exited"
             assert time.monotonic() < deadline, f"optuna-dashboard did not answer in {seconds} s"
             time.sleep(0.3)
+
+
+def chromium_page(page: str, profile: Path, png: Path) -> str:
+    """``page`` rendered by headless Chromium: its DOM once scripts ran (returned) and a
+    screenshot in ``png``. Skips, saying why, where Chromium is not installed."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium here (Debian: apt-get install chromium): API checked, no picture")
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--window-size=1280,800",
+        "--virtual-time-budget=10000",  # let the page fetch and draw what it shows
+    ]  # fmt: skip
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120
+    )
+    subprocess.run([browser, *flags, f"--screenshot={png}", page], capture_output=True, timeout=120)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    return dom.stdout

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import REPO, free_port, get_json, run_cli, wait_for_studies
+from conftest import REPO, chromium_page, free_port, get_json, run_cli, wait_for_studies
 
 from cnnsweep.sweep.optuna_sweeper import direction_error
 from cnnsweep.sweep.storage import has_password, hide_password, open_storage, storage_url
@@ -219,27 +219,9 @@ def test_dashboard_serves_the_study_and_its_page_renders(
         assert all(t["intermediate_values"] for t in detail["trials"])  # the per-epoch curves
         assert {p["name"] for p in detail["trials"][0]["params"]} == set(SPACE)
 
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        if browser is None:
-            pytest.skip(
-                "no chromium here (Debian: apt-get install chromium): API checked, no screenshot"
-            )
         page = f"{base}/dashboard/studies/{study_id}"
-        flags = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,800",
-            "--virtual-time-budget=10000",  # let the page fetch and draw the trials
-        ]  # fmt: skip
-        dom = subprocess.run(
-            [browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120
-        )
-        assert STUDY in dom.stdout  # the page rendered the study, not just the app shell
-        png = tmp_path / "dashboard.png"
-        subprocess.run(
-            [browser, *flags, f"--screenshot={png}", page], capture_output=True, timeout=120
-        )
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+        dom = chromium_page(page, tmp_path / "chromium", tmp_path / "dashboard.png")
+        assert STUDY in dom  # the page rendered the study, not just the app shell
     finally:
         server.terminate()
         try:

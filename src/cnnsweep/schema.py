@@ -28,7 +28,8 @@ BUDGETS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "late
 RUNTIME_KEYS = (
     "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
     "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
-    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find", "latency", *BUDGETS,
+    "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find", "latency", "logger",
+    *BUDGETS,
 )  # fmt: skip
 
 # the learning knobs a leaderboard shows as columns, in this order (the row holds them flat), and

@@ -4,6 +4,7 @@
 
     runs = load_runs("multirun/2026-11-22/18-12-29")  # one row per job
     epochs = load_epochs("multirun", "outputs")  # one row per epoch, the job's knobs joined
+    runs = load_mlflow_runs("multirun/2026-11-22/18-12-29")  # the same, from MLflow (logger=mlflow)
 
 ``load`` reads job folders; ``stats`` ranks and groups seeds; ``markdown``, ``plots``,
 ``studies`` and ``tables`` write what ``cli`` (``python -m cnnsweep.aggregate``) puts in
@@ -11,5 +12,6 @@
 """
 
 from cnnsweep.results.load import load_epochs, load_runs
+from cnnsweep.results.mlflow_runs import load_mlflow_runs
 
-__all__ = ["load_epochs", "load_runs"]
+__all__ = ["load_epochs", "load_mlflow_runs", "load_runs"]

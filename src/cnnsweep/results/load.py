@@ -114,6 +114,11 @@ def read_row(job_dir: str | Path) -> dict[str, Any]:
             return row | {"status": "corrupt", "error": why}
         why = "no results row: the job never started (refused, or killed while starting)"
         return row | {"status": "missing", "error": why}
+    return checked_row(raw)
+
+
+def checked_row(raw: dict[str, Any]) -> dict[str, Any]:
+    """A row as read: an unknown status is ``corrupt``; ``running`` says it may be dead."""
     row = dict(raw)
     if row.get("status") not in JOB_STATUSES:
         row.update(
@@ -142,10 +147,13 @@ def _job_number(job_dir: Path, row: dict[str, Any]) -> int | None:
     return int(job_dir.name) if job_dir.name.isdigit() else None
 
 
-def job_record(job_dir: str | Path, base: str | Path | None = None) -> dict[str, Any]:
-    """``read_row`` plus where the job is (``sweep``, ``job``, ``job_dir``) and ``config_id``."""
+def job_record(
+    job_dir: str | Path, base: str | Path | None = None, row: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``read_row`` (or ``row``, read elsewhere) plus where the job is (``sweep``, ``job``,
+    ``job_dir``) and ``config_id``."""
     job_dir = Path(job_dir).resolve()
-    row = read_row(job_dir)
+    row = read_row(job_dir) if row is None else checked_row(row)
     config = row.get("config")
     # the learning config names the configuration (seed, data location and objective left
     # out); rows without one fall back to their hyperparameter columns
@@ -193,7 +201,11 @@ def load_runs(*dirs: str | Path, base: str | Path | None = None) -> pd.DataFrame
     and ``finished_at`` UTC datetimes, ``status`` an ordered categorical (``STATUSES``), lists
     and dicts objects.
     """
-    rows = [job_record(d, base) for d in find_job_dirs(_roots(dirs))]
+    return runs_frame([job_record(d, base) for d in find_job_dirs(_roots(dirs))])
+
+
+def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``job_record`` rows as ``load_runs`` returns them: typed, every knob a column, sorted."""
     if not rows:  # the columns every frame has, typed
         rows = [{"sweep": "", "job": 0, "status": "missing", "job_dir": "", "config_id": ""}]
         return frame(rows).iloc[:0].reindex(columns=[*rows[0], *KNOBS])

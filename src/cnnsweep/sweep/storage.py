@@ -44,11 +44,19 @@ def one_ask_at_a_time(url: str | None) -> Iterator[None]:
     Optuna hands out a waiting (enqueued or retried) trial by reading its state and then setting
     it RUNNING; sqlite does not lock the read, so two workers asking at the same moment could
     both take the same trial. PostgreSQL and MySQL lock the row (SELECT ... FOR UPDATE)."""
+    with sqlite_lock(url, ".ask.lock"):
+        yield
+
+
+@contextmanager
+def sqlite_lock(url: str | None, suffix: str) -> Iterator[None]:
+    """An exclusive lock on the file ``<db><suffix>`` beside a sqlite database (``url``, made
+    absolute); nothing for other URLs, whose servers lock for themselves."""
     if not url or not str(url).startswith("sqlite:///"):
         yield
         return
     path = str(url)[len("sqlite:///") :].partition("?")[0]
-    with open(f"{path}.ask.lock", "a") as lock:
+    with open(f"{path}{suffix}", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

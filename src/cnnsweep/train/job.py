@@ -43,7 +43,7 @@ from cnnsweep.train.record import JobInfo, JobRecord, job_info, refused_row
 from cnnsweep.train.rerun import continued, remove_fresh_folder
 from cnnsweep.train.runtime import ConfigError, job_device, resolve_threads
 from cnnsweep.train.schedule import build_scheduler
-from cnnsweep.train.state import LAST, TrainState, load_last, save_last, save_model
+from cnnsweep.train.state import LAST, TrainState, load_last, save_model
 from cnnsweep.train.validation import validate
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float | li
                     record.ended_early(reason, state)
                     break
                 if cfg.checkpoint.every and epoch % cfg.checkpoint.every == 0:
-                    save_last(out, state, config, **record.clock())
+                    record.checkpoint(state, config)
         if record.status == "running":  # test the weights it kept, save them, draw them
             model, (test_loss, test_acc, predictions) = test_kept_weights(
                 cfg, state, splits, recipe

@@ -49,9 +49,10 @@ from cnnsweep.schema import (
     run_name,
 )
 from cnnsweep.sweep.trial import OptunaTrial, reported_metric
+from cnnsweep.tracking import Trackers
 from cnnsweep.train.liveness import Alive
 from cnnsweep.train.loop import Recipe
-from cnnsweep.train.state import TrainState
+from cnnsweep.train.state import TrainState, save_last
 from cnnsweep.train.tensorboard import TensorBoardRun, open_job_run
 
 log = logging.getLogger("cnnsweep.train.job")  # the job's lines, whichever module writes them
@@ -139,6 +140,7 @@ class JobRecord:
         self.cfg, self.info, self.trial = cfg, info, trial
         self.row = new_row(cfg, info, trial)
         self.tb: TensorBoardRun | None = None
+        self.trackers = Trackers(cfg, self.out, (checkpoint or {}).get("trackers"))
         self.alive = Alive(self.out)  # a rerun leaves it alone; threads=auto counts it
         self.t0 = time.time()
         if checkpoint is not None:  # the clock goes on from the time the checkpoint was written
@@ -159,9 +161,12 @@ class JobRecord:
         value = self.row["objective_value"]
         return float("nan") if value is None else float(value)
 
-    def clock(self) -> dict[str, Any]:
-        """What a checkpoint keeps of the clock: seconds run so far, and the start time."""
-        return {"elapsed": time.time() - self.t0, "started_at": self.row["started_at"]}
+    def checkpoint(self, state: TrainState, config: dict[str, Any]) -> None:
+        """``last.pt``, with the clock (seconds run, start time) and the tracker runs' ids; then
+        the trackers log the epochs it holds (a resumed job never logs one twice)."""
+        clock = {"elapsed": time.time() - self.t0, "started_at": self.row["started_at"]}
+        save_last(self.out, state, config, **clock, trackers=self.trackers.ids())
+        self.trackers.checkpointed()
 
     @contextmanager
     def running(self) -> Iterator[JobRecord]:
@@ -198,6 +203,7 @@ class JobRecord:
             else:  # killed after its last epoch: only the test pass and saving were left
                 log.info("resumed after the last epoch (%d) from %s", state.epoch, last)
         self.tb = open_job_run(self.cfg, self.out, self.info.run_name, state, data, recipe)
+        self.trackers.open(self.row, state.epoch_rows)  # MLflow, W&B (logger=[...])
 
     def epoch_done(self, state: TrainState, metrics: dict[str, float]) -> None:
         """Epoch ``state.epoch`` trained and validated: its row (kept in the state, so that a
@@ -211,6 +217,7 @@ class JobRecord:
             **{k: v for k, v in metrics.items() if k not in ("loss", "accuracy", "seconds")},
         })  # fmt: skip
         write_epoch_rows(self.out, state.epoch_rows)
+        self.trackers.epoch_done()
         self.tb.log_epoch(epoch, {"Loss/train": loss, "Accuracy/train": acc,
                                   "Loss/val": metrics.get("val_loss"),
                                   "Accuracy/val": metrics.get("val_accuracy"),
@@ -322,6 +329,7 @@ class JobRecord:
                 metrics = {f"hparam/{m}": v for m, v in self.metrics().items()}
                 self.tb.log_hparams(self._hparams_given_first(), metrics)
             self.tb.close()
+        self.trackers.finish(self.row)
         self.alive.release()
         if not str(self.row["error"]).startswith("KeyboardInterrupt"):  # train.py says it
             log.info("%s", outcome(self.row, self.out))

@@ -93,10 +93,19 @@ class TensorBoardRun:
         self.writer.close()
 
 
+class NoTensorBoard:
+    """What a job without ``tensorboard`` in its ``logger`` list writes events with: nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 def open_job_run(
     cfg: DictConfig, out: Path, name: str, state: TrainState, data: Data, recipe: Recipe
-) -> TensorBoardRun:
+) -> TensorBoardRun | NoTensorBoard:
     """The job's TensorBoard run; a resumed job drops events after its checkpoint's epoch."""
+    if "tensorboard" not in (cfg.get("logger") or {}):
+        return NoTensorBoard()
     tb = TensorBoardRun(out / "tb" / name, purge_step=state.epoch + 1 if state.epoch else None)
     if state.epoch == 0:
         if cfg.tensorboard.images:

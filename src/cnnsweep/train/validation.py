@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnsweep.models import MODELS, build_model, min_image_size, model_spec
 from cnnsweep.schema import BUDGETS, COSTS, METRICS, objectives
+from cnnsweep.tracking import logger_problem
 from cnnsweep.train.augment import AUGMENTS
 from cnnsweep.train.monitor import MONITORS
 from cnnsweep.train.runtime import ConfigError, check_precision, resolve_device, resolve_threads
@@ -57,6 +58,8 @@ def validate(cfg: DictConfig) -> None:
                 "a fraction of each class (0 < x < 1) or null (all images)"
             )
     check_folds(cfg.data.get("folds"), cfg.data.get("fold"))
+    if problem := logger_problem(cfg):  # a tracker's package missing: before training starts
+        raise ConfigError(problem)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
     for key in ("shuffle", "tta", "keep_best", "compile", "profile", "lr_find", "latency"):
