@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DATA_PKG := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
-.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-export bench-accuracy bench-host aggregate tensorboard mlflow search dashboard predict export clean slurm-up slurm-down postgres-up postgres-down test-cluster
+.PHONY: setup data train lr-find test lint format bench bench-grid bench-search bench-busy bench-lr-find bench-export bench-accuracy bench-host bench-profile bench-gpu gpu-carry aggregate tensorboard mlflow search dashboard predict export clean slurm-up slurm-down postgres-up postgres-down test-cluster
 
 setup: $(VENV)/.installed data
 
@@ -114,6 +114,17 @@ bench-accuracy: setup
 # two jobs started together on this machine (threads=auto, every core each) against one alone
 bench-host: setup
 	$(PY) scripts/bench_host_jobs.py $(ARGS)
+
+# where a recipe's epoch goes: augmentation, forward, backward, optimizer, evaluation (ARGS: train.py overrides)
+bench-profile: setup
+	$(PY) scripts/bench_profile.py $(ARGS)
+
+# the GPU figures into BENCHMARKS.md (docs/gpu.md): ARGS=--first-pass (tiny, on the GPU) or --quick (CPU);
+# no setup: the GPU machine has no package index (make gpu-carry here builds what it needs)
+bench-gpu:
+	bash scripts/gpu_figures.sh $(ARGS)
+gpu-carry:
+	bash scripts/gpu_wheels.sh
 
 # the seed's 8-run grid, 3 epochs on Fashion-MNIST: train.py -m vs the seed's loop (ARGS=--quick: 2 runs, 1 epoch)
 bench-grid: setup

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from cnnsweep.train.state import TrainState
 
 
+# evaluation batches: 250 images keep a pass's activations in the CPU's caches; 1000 made the
+# fast preset's validation and test passes 2x slower (bn_cnn 2.4x; BENCHMARKS.md, 2026-12-02)
+EVAL_BATCH = 250
+
+
 @dataclass
 class Recipe:
     """How each training step runs (the job builds it once from the config)."""
@@ -88,7 +93,7 @@ def train_step(
 def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH,
     memory_format: torch.memory_format = torch.contiguous_format,
     tta: bool = False,
 ) -> torch.Tensor:
@@ -110,7 +115,7 @@ def predict_logits(
 def evaluate(
     model: nn.Module,
     split: Split,
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH,
     memory_format: torch.memory_format = torch.contiguous_format,
     tta: bool = False,
 ) -> tuple[float, float, torch.Tensor]:
