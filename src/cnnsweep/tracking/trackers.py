@@ -38,8 +38,7 @@ EPOCH_NAMES = {"loss": "train_loss", "accuracy": "train_acc", "val_loss": "val_l
                "val_accuracy": "val_acc", "lr_now": "lr_now", "test_loss": "epoch_test_loss",
                "test_accuracy": "epoch_test_acc", "epoch duration": "epoch_duration"}  # fmt: skip
 FINAL_METRICS = ("test_loss", "test_acc", "best_val_acc", "params", "flops", "latency_ms",
-                 "throughput_ips",
-                 "run_duration")  # fmt: skip
+                 "throughput_ips", "run_duration")  # fmt: skip
 # a run's end by the row's status: interrupted and failed jobs are continued by a rerun
 ENDS = {"completed": "FINISHED", "pruned": "FINISHED", "infeasible": "FINISHED",
         "diverged": "FAILED", "failed": "FAILED", "interrupted": "KILLED"}  # fmt: skip
@@ -134,7 +133,7 @@ class Trackers:
         final = {k: float(row[k]) for k in FINAL_METRICS if isinstance(row.get(k), (int, float))}
         files = [self.out / RESULTS_JSON] + (_artifacts(self.out) if status == "completed" else [])
         for name, run in list(self.runs.items()):
-            self._safely(name, run.finish, row, final, files, ENDS[status])
+            self._safely(name, run.finish, row, final, files, ENDS.get(status, "FAILED"))
         self.runs.clear()
 
     def _safely(self, name: str, call: Any, *args: Any) -> None:
