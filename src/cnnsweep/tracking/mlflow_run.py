@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from cnnsweep.schema import KNOBS
 from cnnsweep.sweep.storage import sqlite_lock, storage_url
-from cnnsweep.tracking.naming import run_tags, start_dir
+from cnnsweep.tracking.naming import RunStart, run_tags, start_dir
 
 log = logging.getLogger("cnnsweep.train.job")
 ATTEMPTS = 5
@@ -62,15 +62,9 @@ class MlflowRun:
         self.logged = logged  # the last epoch the run holds
 
     @classmethod
-    def open(
-        cls,
-        settings: DictConfig,
-        row: dict[str, Any],
-        experiment: str | None,
-        resumed: str | None,
-        epoch: int,
-    ) -> MlflowRun:
+    def open(cls, settings: DictConfig, start: RunStart) -> MlflowRun:
         """A new run, or the run a resumed job's checkpoint names (reopened as RUNNING)."""
+        row, experiment, resumed, epoch = start.row, start.experiment, start.resumed, start.epoch
         from mlflow.entities import Param, RunStatus
         from mlflow.exceptions import MlflowException
 

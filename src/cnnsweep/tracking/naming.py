@@ -4,10 +4,23 @@ in, and the tags that tie a run to its job folder, configuration and Optuna tria
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnnsweep.schema import config_id
+
+
+@dataclass
+class RunStart:
+    """What a tracker opens a job's run with: the job's row so far, the experiment (or group)
+    it goes in, the run id a resumed job's checkpoint kept (None: a new run), and the epoch the
+    job continues after (0: from the start)."""
+
+    row: dict[str, Any]
+    experiment: str | None
+    resumed: str | None
+    epoch: int
 
 
 def experiment_name(row: dict[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 
 from cnnsweep.files import RESULTS_JSON
 from cnnsweep.sweep.storage import has_password, hide_password
-from cnnsweep.tracking.naming import experiment_name
+from cnnsweep.tracking.naming import RunStart, experiment_name
 
 log = logging.getLogger("cnnsweep.train.job")
 
@@ -103,9 +103,8 @@ class Trackers:
                 self._safely(name, self._open_one, name, kinds[name], row, epoch)
 
     def _open_one(self, name: str, kind: Any, row: dict[str, Any], epoch: int) -> None:
-        experiment = experiment_name(row)
-        resumed = self.resumed.get(name)
-        self.runs[name] = kind.open(self.cfg.logger[name], row, experiment, resumed, epoch)
+        start = RunStart(row, experiment_name(row), self.resumed.get(name), epoch)
+        self.runs[name] = kind.open(self.cfg.logger[name], start)
 
     def ids(self) -> dict[str, str]:
         """Each open run's id: the checkpoint keeps them, so a resumed job finds its runs."""

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from cnnsweep.schema import KNOBS
-from cnnsweep.tracking.naming import run_tags, start_dir
+from cnnsweep.tracking.naming import RunStart, run_tags, start_dir
 
 log = logging.getLogger("cnnsweep.train.job")
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "KILLED": 130}
@@ -45,14 +45,9 @@ class WandbRun:
         self.logged = logged  # a continued run holds the epochs after its checkpoint
 
     @classmethod
-    def open(
-        cls,
-        settings: DictConfig,
-        row: dict[str, Any],
-        experiment: str | None,
-        resumed: str | None,
-        epoch: int,
-    ) -> WandbRun:
+    def open(cls, settings: DictConfig, start: RunStart) -> WandbRun:
+        """A new run (online, a resumed job's run continues; offline, a continuation run)."""
+        row, experiment, resumed, epoch = start.row, start.experiment, start.resumed, start.epoch
         import wandb
 
         mode = wandb_mode(settings.get("mode"))
