@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from cnnsweep.data.load import complete_config, load_data
 from cnnsweep.data.splits import iterate_batches
 from cnnsweep.train.job import prepare
-from cnnsweep.train.loop import EVAL_BATCH, evaluate
+from cnnsweep.train.loop import evaluate
 from cnnsweep.train.runtime import job_device, resolve_threads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def profile(overrides: list[str], steps: int, warmup: int = 5) -> list[tuple[str
         if name in splits:
             label = f"{name} pass" + (" (flip TTA)" if tta else "")
             start = time.perf_counter()
-            evaluate(state.eval_model, splits[name], EVAL_BATCH, fmt, tta)
+            evaluate(state.eval_model, splits[name], memory_format=fmt, tta=tta)
             rows.append((label, time.perf_counter() - start))
     return rows
 

@@ -4,6 +4,6 @@ A job's ``JobRecord`` hands its trackers what it records (params when it starts,
 metrics, its final row) through one ``Trackers`` object; see ``trackers.py``.
 """
 
-from cnnsweep.tracking.trackers import LOGGERS, Trackers, logger_problem, loggers
+from cnnsweep.tracking.trackers import Trackers, logger_problem, loggers
 
-__all__ = ["LOGGERS", "Trackers", "logger_problem", "loggers"]
+__all__ = ["Trackers", "logger_problem", "loggers"]

@@ -30,27 +30,31 @@ def tracking_uri(uri: str) -> str:
 
 
 def client_and_experiment(uri: str, experiment: str | None) -> tuple[Any, str]:
-    """The client and the experiment's id (created if new; ``None``: MLflow's Default)."""
+    """The client and the experiment's id (created if new; ``None``: MLflow's Default), with
+    retries: another job may be creating the same store or experiment at that moment."""
     from mlflow.exceptions import MlflowException
+
+    for attempt in range(ATTEMPTS - 1):
+        try:
+            return _connect(uri, experiment)
+        except MlflowException:
+            time.sleep(0.5 + attempt)
+    return _connect(uri, experiment)  # the last attempt's error is the one the job reports
+
+
+def _connect(uri: str, experiment: str | None) -> tuple[Any, str]:
     from mlflow.tracking import MlflowClient
 
-    for attempt in range(ATTEMPTS):
-        try:
-            with sqlite_lock(uri, ".create.lock"):
-                client = MlflowClient(uri)  # a new sqlite file: its tables are created here
-                if experiment is None:
-                    return client, "0"
-                found = client.get_experiment_by_name(experiment)
-                if found:
-                    return client, found.experiment_id
-                # artifacts: MLflow's default (mlruns/ where the store was created); the UI
-                # opens on its training runs, not on its GenAI pages
-                return client, client.create_experiment(experiment, tags=KIND)
-        except MlflowException:
-            if attempt == ATTEMPTS - 1:
-                raise
-            time.sleep(0.5 + attempt)
-    raise AssertionError("unreachable")
+    with sqlite_lock(uri, ".create.lock"):
+        client = MlflowClient(uri)  # a new sqlite file: its tables are created here
+        if experiment is None:
+            return client, "0"
+        found = client.get_experiment_by_name(experiment)
+        if found:
+            return client, found.experiment_id
+        # artifacts: MLflow's default (mlruns/ where the store was created); the UI opens
+        # on its training runs, not on its GenAI pages
+        return client, client.create_experiment(experiment, tags=KIND)
 
 
 class MlflowRun:
@@ -69,7 +73,8 @@ class MlflowRun:
         from mlflow.exceptions import MlflowException
 
         uri = tracking_uri(str(settings.tracking_uri))
-        client, experiment_id = client_and_experiment(uri, settings.get("experiment") or experiment)
+        experiment = settings.get("experiment") or experiment
+        client, experiment_id = client_and_experiment(uri, experiment)
         if resumed:
             try:
                 client.update_run(resumed, status=RunStatus.to_string(RunStatus.RUNNING))

@@ -37,7 +37,7 @@ from cnnsweep.train.debug import limited, overfit_verdict, profiling
 from cnnsweep.train.ema import EMA
 from cnnsweep.train.folds import cross_validate
 from cnnsweep.train.latency import inference_speed
-from cnnsweep.train.loop import EVAL_BATCH, Recipe, evaluate, train_one_epoch
+from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.record import JobInfo, JobRecord, job_info, refused_row
 from cnnsweep.train.rerun import continued, remove_fresh_folder
@@ -187,7 +187,7 @@ def evaluate_epoch(cfg: DictConfig, state: TrainState, splits: dict, recipe: Rec
         if name in splits:  # the test pass as the job's final one would be (TTA too)
             tta = cfg.tta and name == "test"
             loss, acc, _ = evaluate(
-                state.eval_model, splits[name], EVAL_BATCH, recipe.memory_format, tta
+                state.eval_model, splits[name], memory_format=recipe.memory_format, tta=tta
             )
             metrics |= {f"{name}_loss": loss, f"{name}_accuracy": acc}
     return metrics
