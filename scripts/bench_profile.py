@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from cnnsweep.data.load import complete_config, load_data
 from cnnsweep.data.splits import iterate_batches
 from cnnsweep.train.job import prepare
-from cnnsweep.train.loop import evaluate
+from cnnsweep.train.loop import evaluate, tta_label
 from cnnsweep.train.runtime import job_device, resolve_threads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,11 +71,13 @@ def profile(overrides: list[str], steps: int, warmup: int = 5) -> list[tuple[str
             timed(clock, "EMA", state.ema.update, model)
     rows = [(part, seconds / steps * per_epoch) for part, seconds in clock.items()]
     fmt = recipe.memory_format
-    for name, tta in (("val", False), ("test", cfg.tta)):
+    for name, views in (("val", (False, 0)), ("test", (cfg.tta, cfg.tta_shift))):
         if name in splits:
-            label = f"{name} pass" + (" (flip TTA)" if tta else "")
+            label = f"{name} pass{tta_label(*views)}"
             start = time.perf_counter()
-            evaluate(state.eval_model, splits[name], memory_format=fmt, tta=tta)
+            evaluate(
+                state.eval_model, splits[name], memory_format=fmt, tta=views[0], tta_shift=views[1]
+            )
             rows.append((label, time.perf_counter() - start))
     return rows
 

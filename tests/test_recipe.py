@@ -15,7 +15,7 @@ from cnnsweep.models import build_model, count_params, forward_flops, min_image_
 from cnnsweep.predict import load_trained
 from cnnsweep.train.augment import build_augment, erase, hflip, shift
 from cnnsweep.train.job import ConfigError, run_job, validate
-from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
+from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch, tta_views
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.schedule import build_scheduler
 
@@ -191,6 +191,32 @@ def test_tta_changes_the_test_logits_and_not_the_training(compose_cfg, tmp_path:
     assert rows[True]["tta"] is True and rows[False]["tta"] is False
 
 
+def test_shifted_tta_views_move_each_image_one_way_and_average(compose_cfg, tmp_path) -> None:
+    batch = torch.arange(2 * 16, dtype=torch.float32).view(2, 1, 4, 4)
+    views = tta_views(batch, flip=True, shift=1)
+    assert len(views) == 6 and views[1].equal(batch.flip(3))
+    assert all(v.shape == batch.shape for v in views)
+    assert views[2][0, 0, 1:, 1:].equal(batch[0, 0, :3, :3])  # moved down and right
+    assert views[3][0, 0, :3, :3].equal(batch[0, 0, 1:, 1:])  # moved up and left
+    assert views[4][0, 0, 1:, 1:].equal(batch.flip(3)[0, 0, :3, :3])  # the mirror image, moved
+    assert views[2][0, 0, 0, 1:].equal(batch[0, 0, 0, :3])  # the border row repeated
+    assert len(tta_views(batch, flip=False, shift=0)) == 1
+    rows = {}
+    for px in (0, 1):
+        run_job(compose_cfg(["tta=true", f"tta_shift={px}", *QUIET]), tmp_path / str(px))
+        rows[px] = json.loads((tmp_path / str(px) / "results.json").read_text())
+    assert rows[0]["val_loss"] == rows[1]["val_loss"] and rows[1]["tta_shift"] == 1
+    assert rows[0]["test_loss"] != rows[1]["test_loss"]
+
+
+def test_first_depth_sets_the_first_stage_apart() -> None:
+    lean = build_model("cnn", width=8, depth=2, first_depth=1)
+    convs = [m for m in lean.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 16, 32, 32]
+    assert forward_flops(lean, 1, 28) < forward_flops(build_model("cnn", width=8, depth=2), 1, 28)
+    assert lean(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 def test_new_models_build_for_both_shapes(name: str, channels: int, size: int) -> None:
@@ -244,6 +270,9 @@ def test_checkpoints_of_new_models_round_trip_through_predict(
          "data.image_size=12 is too small for model 'cnn': it takes images of at least 16x16"),
         (["precision=fp8"], "precision='fp8' is not allowed"),
         (["compile=maybe"], "compile='maybe' is not allowed: use true or false"),
+        (["tta_shift=-1"], "tta_shift=-1 is not allowed: tta_shift must be an integer >= 0"),
+        (["tta_shift=0.5"], "tta_shift=0.5 is not allowed"),
+        (["model=cnn", "model.first_depth=0"], "model.first_depth=0 is not allowed"),
     ],
 )  # fmt: skip
 def test_bad_recipe_values_are_one_line_errors(
@@ -324,11 +353,11 @@ def test_the_recipe_search_sweeps_keys_the_job_has() -> None:
     assert len(params) >= 6
     for key in params:
         assert OmegaConf.select(cfg, key, default="missing") != "missing", key
-    # its warm start is the fast preset's recipe, named as the space names it, inside the space
+    # its warm start is the 10-minute preset's recipe, named as the space names it, in the space
     (point,) = cfg.hydra.sweeper.enqueue
     assert set(point) == set(params)
     with initialize_config_dir(config_dir=str(CONF)):
-        fast = compose("config", ["experiment=fashion_mnist_fast"])
+        fast = compose("config", ["experiment=fashion_mnist_10min"])
     GlobalHydra.instance().clear()
     for key, value in point.items():
         assert OmegaConf.select(fast, key) == value, key

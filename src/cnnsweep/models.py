@@ -101,6 +101,8 @@ class LeNet(nn.Module):
 class CNN(nn.Module):
     """A VGG-style family: ``stages`` stages of ``depth`` 3x3 conv + BatchNorm + ReLU, a 2x2
     max-pool after each stage, widths doubling from ``width``; global max-pool, dropout, linear.
+    ``first_depth`` (None: ``depth``) sets the first stage's convs apart: at full resolution
+    they cost 4x a later stage's per channel pair.
 
     The last conv of a stage runs conv -> BN -> pool -> ReLU, the same function as
     conv -> BN -> ReLU -> pool (ReLU is monotonic) with the ReLU on a quarter of the values.
@@ -115,15 +117,17 @@ class CNN(nn.Module):
         depth: int = 1,
         stages: int = 3,
         dropout: float = 0.0,
+        first_depth: int | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
         for stage in range(stages):
             out = width * 2**stage
-            for i in range(depth):
+            convs = first_depth if stage == 0 and first_depth is not None else depth
+            for i in range(convs):
                 layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out)]
-                layers += [nn.MaxPool2d(2), nn.ReLU()] if i == depth - 1 else [nn.ReLU()]
+                layers += [nn.MaxPool2d(2), nn.ReLU()] if i == convs - 1 else [nn.ReLU()]
                 channels = out
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
@@ -209,7 +213,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 # the keys of a model config that build_model takes (the rest of the group is documentation)
 SPEC_KEYS = ("name", "in_channels", "num_classes", "image_size", "width", "depth", "stages",
-             "dropout")  # fmt: skip
+             "dropout", "first_depth")  # fmt: skip
 
 
 def model_spec(cfg: Any) -> dict[str, Any]:

@@ -44,6 +44,7 @@ KNOBS = {
     "model": "model.name",
     "width": "model.width",
     "depth": "model.depth",
+    "first_depth": "model.first_depth",
     "dropout": "model.dropout",
     "data": "data.name",
     "optimizer": "optimizer.name",
@@ -58,6 +59,7 @@ KNOBS = {
     "label_smoothing": "label_smoothing",
     "ema": "ema.decay",  # null when ema.enabled is false
     "tta": "tta",
+    "tta_shift": "tta_shift",
     "patience": "early_stopping.patience",
     "precision": "precision",
     "limit_batches": "limit_batches",
@@ -143,6 +145,8 @@ NEUTRAL = {
     "data.fold": None,
     "limit_batches": None,
     "overfit_batches": None,
+    "model.first_depth": None,
+    "tta_shift": 0,
 }
 
 

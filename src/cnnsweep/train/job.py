@@ -185,10 +185,9 @@ def evaluate_epoch(cfg: DictConfig, state: TrainState, splits: dict, recipe: Rec
     metrics = {}
     for name in ("val", "test") if cfg.test_every_epoch else ("val",):
         if name in splits:  # the test pass as the job's final one would be (TTA too)
-            tta = cfg.tta and name == "test"
-            loss, acc, _ = evaluate(
-                state.eval_model, splits[name], memory_format=recipe.memory_format, tta=tta
-            )
+            views = {"tta": cfg.tta, "tta_shift": cfg.tta_shift} if name == "test" else {}
+            model, split, layout = state.eval_model, splits[name], recipe.memory_format
+            loss, acc, _ = evaluate(model, split, memory_format=layout, **views)
             metrics |= {f"{name}_loss": loss, f"{name}_accuracy": acc}
     return metrics
 
@@ -201,7 +200,8 @@ def test_kept_weights(
     model = state.eval_model
     if state.best_weights is not None and cfg.keep_best:
         model.load_state_dict(state.best_weights)
-    return model, evaluate(model, splits["test"], memory_format=recipe.memory_format, tta=cfg.tta)
+    views = {"tta": cfg.tta, "tta_shift": cfg.tta_shift}
+    return model, evaluate(model, splits["test"], memory_format=recipe.memory_format, **views)
 
 
 def inference(

@@ -89,6 +89,27 @@ def train_step(
     return loss, logits
 
 
+def tta_views(batch: torch.Tensor, flip: bool, shift: int) -> list[torch.Tensor]:
+    """The views test-time augmentation averages: the batch, its mirror image (``flip``), and
+    with ``shift`` > 0 each of them moved ``shift`` pixels down and right, and up and left (the
+    border pixels repeated where the image moved away)."""
+    views = [batch, batch.flip(3)] if flip else [batch]
+    if shift <= 0:
+        return views
+    h, w = batch.shape[-2:]
+    moved = []
+    for view in views:
+        padded = F.pad(view, (shift,) * 4, mode="replicate")
+        moved += [padded[..., :h, :w], padded[..., 2 * shift :, 2 * shift :]]
+    return views + moved
+
+
+def tta_label(flip: bool, shift: int) -> str:
+    """How a log line names the test pass's views: `` (flip and 1 px shifts TTA)``, or ``""``."""
+    views = ["flip"] * flip + [f"{shift} px shifts"] * (shift > 0)
+    return f" ({' and '.join(views)} TTA)" if views else ""
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -96,19 +117,18 @@ def predict_logits(
     batch_size: int = EVAL_BATCH,
     memory_format: torch.memory_format = torch.contiguous_format,
     tta: bool = False,
+    tta_shift: int = 0,
 ) -> torch.Tensor:
     """Logits for ``images`` in eval mode, in batches (BatchNorm uses its running stats).
 
-    ``tta``: the mean of the logits of each image and its mirror image.
+    ``tta``, ``tta_shift``: the mean of the logits of each image's ``tta_views``.
     """
     model.eval()
     chunks = []
     for i in range(0, len(images), batch_size):
-        batch = images[i : i + batch_size].contiguous(memory_format=memory_format)
-        logits = model(batch).float()
-        if tta:
-            logits = (logits + model(batch.flip(3)).float()) / 2
-        chunks.append(logits)
+        views = tta_views(images[i : i + batch_size], tta, tta_shift)
+        logits = [model(v.contiguous(memory_format=memory_format)).float() for v in views]
+        chunks.append(torch.stack(logits).mean(0))
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
@@ -118,9 +138,10 @@ def evaluate(
     batch_size: int = EVAL_BATCH,
     memory_format: torch.memory_format = torch.contiguous_format,
     tta: bool = False,
+    tta_shift: int = 0,
 ) -> tuple[float, float, torch.Tensor]:
     """(mean loss, accuracy, predicted labels) of ``model`` on ``split``."""
-    logits = predict_logits(model, split.images, batch_size, memory_format, tta)
+    logits = predict_logits(model, split.images, batch_size, memory_format, tta, tta_shift)
     loss = F.cross_entropy(logits, split.labels).item()
     preds = logits.argmax(1)
     return loss, (preds == split.labels).float().mean().item(), preds

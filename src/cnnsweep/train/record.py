@@ -51,7 +51,7 @@ from cnnsweep.schema import (
 from cnnsweep.sweep.trial import OptunaTrial, reported_metric
 from cnnsweep.tracking import Trackers
 from cnnsweep.train.liveness import Alive
-from cnnsweep.train.loop import Recipe
+from cnnsweep.train.loop import Recipe, tta_label
 from cnnsweep.train.state import TrainState, save_last
 from cnnsweep.train.tensorboard import TensorBoardRun, open_job_run
 
@@ -264,7 +264,7 @@ class JobRecord:
         """The kept weights' test pass and inference speed: the job has completed."""
         self.row.update(test_loss=test_loss, test_acc=test_acc, status="completed", **speed)
         self.tb.log_epoch(state.epoch, {"Loss/test": test_loss, "Accuracy/test": test_acc})
-        tta = " (flip TTA)" if self.cfg.tta else ""
+        tta = tta_label(self.cfg.tta, self.cfg.tta_shift)
         log.info("test loss %.4f acc %.4f%s", test_loss, test_acc, tta)
         if speed:
             log.info("inference: %.3f ms per image at batch 1, %.0f images/s at batch %d",

@@ -83,6 +83,9 @@ def validate(cfg: DictConfig) -> None:
     for key in ("width", "depth", "stages"):
         if key in cfg.model:
             number(f"model.{key}", int, 0)
+    if cfg.model.get("first_depth") is not None:
+        number("model.first_depth", int, 0)
+    number("tta_shift", int, 0, closed="low")
     if "dropout" in cfg.model:
         number("model.dropout", float, 0, 1, "low")
     if cfg.early_stopping.patience is not None:
