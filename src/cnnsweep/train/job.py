@@ -185,9 +185,10 @@ def evaluate_epoch(cfg: DictConfig, state: TrainState, splits: dict, recipe: Rec
     metrics = {}
     for name in ("val", "test") if cfg.test_every_epoch else ("val",):
         if name in splits:  # the test pass as the job's final one would be (TTA too)
-            views = {"tta": cfg.tta, "tta_shift": cfg.tta_shift} if name == "test" else {}
-            model, split, layout = state.eval_model, splits[name], recipe.memory_format
-            loss, acc, _ = evaluate(model, split, memory_format=layout, **views)
+            views = tta_args(cfg) if name == "test" else {}
+            loss, acc, _ = evaluate(
+                state.eval_model, splits[name], memory_format=recipe.memory_format, **views
+            )
             metrics |= {f"{name}_loss": loss, f"{name}_accuracy": acc}
     return metrics
 
@@ -200,8 +201,13 @@ def test_kept_weights(
     model = state.eval_model
     if state.best_weights is not None and cfg.keep_best:
         model.load_state_dict(state.best_weights)
-    views = {"tta": cfg.tta, "tta_shift": cfg.tta_shift}
+    views = tta_args(cfg)
     return model, evaluate(model, splits["test"], memory_format=recipe.memory_format, **views)
+
+
+def tta_args(cfg: DictConfig) -> dict[str, Any]:
+    """``evaluate``'s TTA arguments for a test pass (validation passes take none)."""
+    return {"tta": cfg.tta, "tta_shift": cfg.tta_shift}
 
 
 def inference(
