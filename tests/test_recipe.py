@@ -217,6 +217,27 @@ def test_first_depth_sets_the_first_stage_apart() -> None:
     assert lean(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_pool_before_bn_normalises_the_pooled_maps(compose_cfg, tmp_path: Path) -> None:
+    """Each stage ends conv -> pool -> BN -> ReLU: the same parameters, BatchNorm on maps a
+    quarter the size, a model that rebuilds from its checkpoint; off, the order is as before."""
+    torch.manual_seed(0)
+    plain = build_model("cnn", width=8, depth=2, first_depth=1)
+    torch.manual_seed(0)
+    pooled = build_model("cnn", width=8, depth=2, first_depth=1, pool_before_bn=True)
+    first_stage = {m: " ".join(type(x).__name__ for x in m.features[:4]) for m in (plain, pooled)}
+    assert first_stage[pooled] == "Conv2d MaxPool2d BatchNorm2d ReLU"
+    assert first_stage[plain] == "Conv2d BatchNorm2d MaxPool2d ReLU"
+    assert count_params(pooled) == count_params(plain)
+    x = torch.randn(4, 1, 28, 28)
+    assert pooled(x).shape == (4, 10) and not torch.allclose(pooled(x), plain(x))
+    cfg = compose_cfg(["model=cnn", "model.width=8", "model.pool_before_bn=true", *QUIET])
+    run_job(cfg, output_dir=tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())
+    assert row["status"] == "completed" and row["pool_before_bn"] is True
+    trained = load_trained(tmp_path)
+    assert isinstance(trained.model.features[1], torch.nn.MaxPool2d)
+
+
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 def test_new_models_build_for_both_shapes(name: str, channels: int, size: int) -> None:
@@ -273,6 +294,8 @@ def test_checkpoints_of_new_models_round_trip_through_predict(
         (["tta_shift=-1"], "tta_shift=-1 is not allowed: tta_shift must be an integer >= 0"),
         (["tta_shift=0.5"], "tta_shift=0.5 is not allowed"),
         (["model=cnn", "model.first_depth=0"], "model.first_depth=0 is not allowed"),
+        (["model=cnn", "model.pool_before_bn=maybe"],
+         "model.pool_before_bn='maybe' is not allowed: use true or false"),
     ],
 )  # fmt: skip
 def test_bad_recipe_values_are_one_line_errors(

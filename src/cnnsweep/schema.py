@@ -45,6 +45,7 @@ KNOBS = {
     "width": "model.width",
     "depth": "model.depth",
     "first_depth": "model.first_depth",
+    "pool_before_bn": "model.pool_before_bn",
     "dropout": "model.dropout",
     "data": "data.name",
     "optimizer": "optimizer.name",
@@ -146,6 +147,7 @@ NEUTRAL = {
     "limit_batches": None,
     "overfit_batches": None,
     "model.first_depth": None,
+    "model.pool_before_bn": False,
     "tta_shift": 0,
 }
 

@@ -85,6 +85,10 @@ def validate(cfg: DictConfig) -> None:
             number(f"model.{key}", int, 0)
     if cfg.model.get("first_depth") is not None:
         number("model.first_depth", int, 0)
+    if not isinstance(cfg.model.get("pool_before_bn", False), bool):
+        raise ConfigError(
+            f"model.pool_before_bn={cfg.model.pool_before_bn!r} is not allowed: use true or false"
+        )
     number("tta_shift", int, 0, closed="low")
     if "dropout" in cfg.model:
         number("model.dropout", float, 0, 1, "low")
