@@ -12,6 +12,7 @@ Same machine, same process, real Fashion-MNIST (the 60000 training images):
     python scripts/bench.py                                # CPU or the GPU there is
     python scripts/bench.py --models cnn --batch-sizes 100 --device cuda
     python scripts/bench.py --quick                        # a 6000-image subset: checks it runs
+    python scripts/bench.py --system-malloc --variants fp32  # as reuse_memory=false runs it
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ from cnnsweep.models import build_model
 from cnnsweep.train.job import compile_model
 from cnnsweep.train.loop import Recipe, train_one_epoch
 from cnnsweep.train.monitor import Monitor
-from cnnsweep.train.runtime import ConfigError, check_precision
+from cnnsweep.train.runtime import ConfigError, check_precision, reuse_freed_memory
 from cnnsweep.train.state import TrainState
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = OmegaConf.load(REPO / "conf/data/fashion_mnist.yaml")
 MODELS = ("network", "bn_cnn", "lenet", "cnn", "resnet")
+# --variants name: (column, precision, compile)
+VARIANTS = {"fp32": ("fp32 (default)", "fp32", False), "bf16": ("bf16", "bf16", False),
+            "compile": ("compile=true", "fp32", True)}  # fmt: skip
 
 
 def seed_epoch(root: str, batch_size: int, limit: int) -> float:
@@ -125,14 +129,20 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--root", default=str(REPO / "data"))
     parser.add_argument("--quick", action="store_true", help="6000 images: checks it runs")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--system-malloc", action="store_true", help="as reuse_memory=false (default: as a job)"
+    )
     args = parser.parse_args()
+    reused = not args.system_malloc and reuse_freed_memory()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = device if args.device == "auto" else torch.device(args.device)
     limit = 6000 if args.quick else 60000
     split = load_split(args.root, limit)
     scale = 60000 / limit  # seconds per 60000-image epoch
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"torch {torch.__version__}, {name}, {torch.get_num_threads()} threads, {limit} images")
+    print(f"torch {torch.__version__}, {name}, {torch.get_num_threads()} threads, {limit} images, "
+          f"freed memory {'kept (reuse_memory)' if reused else 'returned to the OS'}")  # fmt: skip
 
     print("\n1. seed DataLoader vs this repo (network, Adam), seconds per epoch")
     print("| batch | seed DataLoader (CPU) | repo | speed-up |\n|---|---|---|---|")
@@ -141,8 +151,7 @@ def main() -> None:
         repo = repo_epochs(split, "network", bs, device, epochs=2) * scale
         print(f"| {bs} | {seed:.2f} | {repo:.2f} | {seed / repo:.1f}x |", flush=True)
 
-    variants = {"fp32 (default)": ("fp32", False), "bf16": ("bf16", False),
-                "compile=true": ("fp32", True)}  # fmt: skip
+    variants = {VARIANTS[k][0]: VARIANTS[k][1:] for k in args.variants}
     print(f"\n2. seconds per epoch on {device.type}, each model and batch size")
     print("| model | batch | " + " | ".join(variants) + " |\n|---|---|" + "---|" * len(variants))
     for model in args.models:

@@ -5,7 +5,8 @@ shuffle=[true, false], 3 epochs each, on real Fashion-MNIST, both measured in th
 
 - repo: ``python train.py -m lr=0.01,0.001 batch_size=100,1000 shuffle=true,false`` exactly as
   a user types it (defaults on: validation every epoch, the test pass, the pictures, TensorBoard
-  images, graph and histograms, checkpoints and rows), then beside it ``reports=false`` and
+  images, graph and histograms, checkpoints and rows), then beside it ``reuse_memory=false``
+  (glibc's own malloc thresholds: freed buffers go back to the OS), ``reports=false`` and
   ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` (two jobs at once, one torch thread each);
 - seed: a torchvision dataset with ``ToTensor`` per item, ``DataLoader(batch_size, shuffle)``,
   the seed's network as the tutorial writes it (conv -> ReLU -> max-pool; this repo's ``network``
@@ -48,6 +49,7 @@ QUICK = {"lr": [0.01, 0.001], "batch_size": [1000], "shuffle": [True]}
 # graph and histograms, checkpoints); the variants beside it, in the same run
 VARIANTS = {
     "train.py -m (as typed)": [],
+    "train.py -m reuse_memory=false": ["reuse_memory=false"],
     "train.py -m reports=false": ["reports=false"],
     "train.py -m, joblib n_jobs=2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
 }
@@ -172,16 +174,19 @@ def main() -> None:
     axes = " x ".join(f"{k}={v}" for k, v in grid.items())
     print(f"grid: {len(runs)} runs x {epochs} epoch(s), {axes}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; logs in {out}")
-    timed = {}
+    timed, first_accs = {}, None
     for name, extra in VARIANTS.items():
         repo_s, rows = repo_grid(grid, epochs, args.root, out, name, extra)
         bad = [r for r in rows if r.get("status") != "completed"]
         if len(rows) != len(runs) or bad:
             sys.exit(f"{name}: {len(rows)} rows, not completed: {[r.get('error') for r in bad]}")
         test_accs = [r["test_acc"] for r in rows]
+        first_accs = first_accs or test_accs  # the numbers of the command as typed
+        same = "the same" if test_accs == first_accs else "other"
         print(
             f"repo  {name + ':':<45}{repo_s:8.1f} s   "
-            f"test acc {min(test_accs):.4f}-{max(test_accs):.4f}   threads/job {rows[0]['threads']}"
+            f"test acc {min(test_accs):.4f}-{max(test_accs):.4f} ({same} 8 numbers as typed)   "
+            f"threads/job {rows[0]['threads']}"
         )
         if not any("launcher" in e for e in extra):  # one process, jobs in turn
             in_epochs = sum(r["epoch_duration"] * r["epochs_run"] for r in rows)

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- gpu-figures:start -->", "<!-- gpu-figures:end -->"
 # the packages train.py and bench.py import at run time besides torch, torchvision and numpy
 NEEDED = ("hydra", "omegaconf", "yaml", "hydra_plugins.hydra_joblib_launcher", "joblib", "tqdm",
-          "tensorboard", "matplotlib", "sklearn", "PIL")  # fmt: skip
+          "tensorboard", "matplotlib", "PIL")  # fmt: skip
 # Hydra's plugin scan imports these in every process: without them, warnings (and faster starts)
 WANTED = ("optuna", "submitit", "hydra_plugins.hydra_optuna_sweeper",
           "hydra_plugins.hydra_submitit_launcher")  # fmt: skip

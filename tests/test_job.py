@@ -128,6 +128,7 @@ def test_objective_is_configurable(compose_cfg, tmp_path: Path) -> None:
         ("data.val_fraction=-0.1", "data.val_fraction=-0.1 is not allowed"),
         ("device=tpu", "device='tpu' is not allowed: use auto, cpu, cuda, cuda:N or mps"),
         ("threads=0", "threads=0 is not allowed: use auto or an integer > 0"),
+        ("reuse_memory=maybe", "reuse_memory='maybe' is not allowed: use true or false"),
         ("objective=f1", "objective='f1' is not allowed"),
     ],
 )

@@ -15,6 +15,7 @@ from conftest import run_cli
 from PIL import Image
 
 from cnnsweep.predict import PredictError, load_trained, main, prepare_image
+from cnnsweep.reports import class_report
 from cnnsweep.train.job import run_job
 
 PICTURES = ["plot.png", "samples.png", "filters.png", "confusion_matrix.png"]
@@ -47,6 +48,33 @@ def test_classification_report_has_every_class(tiny_job: Path) -> None:
     assert report["accuracy"] == pytest.approx(row["test_acc"])
     text = (tiny_job / "classification_report.txt").read_text()
     assert "precision" in text and "Ankle boot" in text
+
+
+@pytest.mark.parametrize("case", ["balanced", "a class never predicted", "classes missing"])
+def test_classification_report_matches_scikit_learn(case: str) -> None:
+    """The report is computed here (importing scikit-learn took seconds of every first job):
+    the same text, the same numbers, the same confusion matrix as scikit-learn's."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    gen = torch.Generator().manual_seed(3)
+    y_true = torch.randint(0, 10, (500,), generator=gen)
+    y_pred = torch.where(
+        torch.rand(500, generator=gen) < 0.6, y_true, torch.randint(0, 10, (500,), generator=gen)
+    )
+    if case == "a class never predicted":
+        y_pred[y_pred == 4] = 5
+    elif case == "classes missing":
+        y_true, y_pred = y_true[:12] % 3, y_pred[:12]
+    text, table, matrix = class_report(y_true, y_pred, FASHION)
+    kwargs = {"labels": list(range(10)), "target_names": FASHION, "zero_division": 0, "digits": 4}
+    t, p = y_true.numpy(), y_pred.numpy()
+    assert text == metrics.classification_report(t, p, **kwargs)
+    expected = metrics.classification_report(t, p, output_dict=True, **kwargs)
+    assert list(table) == list(expected)
+    assert table["accuracy"] == pytest.approx(expected["accuracy"])
+    for name, row in expected.items():
+        if name != "accuracy":
+            assert table[name] == pytest.approx(row), name
+    assert (matrix == metrics.confusion_matrix(t, p, labels=list(range(10)))).all()
 
 
 def test_reports_switch_turns_pictures_off(compose_cfg, tmp_path: Path) -> None:

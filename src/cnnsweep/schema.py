@@ -29,6 +29,7 @@ RUNTIME_KEYS = (
     "device", "threads", "compile", "data_dir", "data.root", "data.download", "data.debian_dir",
     "data.cache_dir", "progress", "resume", "reports", "tensorboard", "checkpoint", "objective",
     "test_every_epoch", "hparams_search", "optuna", "profile", "lr_find", "latency", "logger",
+    "reuse_memory",
     *BUDGETS,
 )  # fmt: skip
 

@@ -41,7 +41,7 @@ from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.record import JobInfo, JobRecord, job_info, refused_row
 from cnnsweep.train.rerun import continued, remove_fresh_folder
-from cnnsweep.train.runtime import ConfigError, job_device, resolve_threads
+from cnnsweep.train.runtime import ConfigError, job_device, set_cpu_runtime
 from cnnsweep.train.schedule import build_scheduler
 from cnnsweep.train.state import LAST, TrainState, load_last, save_model
 from cnnsweep.train.validation import validate
@@ -80,7 +80,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float | li
     record = JobRecord(cfg, info, trial, checkpoint)  # its row says "running" from now on
     with record.running():  # a failure or an interrupt leaves a row that says so
         device = job_device(cfg.device)
-        torch.set_num_threads(resolve_threads(cfg.threads))
+        set_cpu_runtime(cfg.threads, cfg.get("reuse_memory", True))
         state, recipe, splits = prepare(cfg, data, device)
         if checkpoint is not None:
             state.load_state_dict(checkpoint)

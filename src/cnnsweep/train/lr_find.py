@@ -19,7 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from cnnsweep.data.load import complete_config, load_data
@@ -29,7 +28,7 @@ from cnnsweep.files import LR_FIND_JSON, atomic_write
 from cnnsweep.train.loop import train_step
 from cnnsweep.train.record import job_info
 from cnnsweep.train.rerun import remove_fresh_folder
-from cnnsweep.train.runtime import ConfigError, job_device, resolve_threads
+from cnnsweep.train.runtime import ConfigError, job_device, set_cpu_runtime
 from cnnsweep.train.validation import validate
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def find_lr(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         remove_fresh_folder(info)  # a refused run leaves nothing, as a refused job
         raise
     device = job_device(cfg.device)
-    torch.set_num_threads(resolve_threads(cfg.threads))
+    set_cpu_runtime(cfg.threads, cfg.get("reuse_memory", True))
     state, recipe, splits = prepare(cfg, data, device)
     lrs, losses = range_test(state, recipe, splits["train"])
     result = {**suggest(lrs, losses), "model": cfg.model.name, "optimizer": cfg.optimizer.name,

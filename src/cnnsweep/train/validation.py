@@ -62,9 +62,18 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(problem)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    for key in ("shuffle", "tta", "keep_best", "compile", "profile", "lr_find", "latency"):
-        if not isinstance(cfg[key], bool):
-            raise ConfigError(f"{key}={cfg[key]!r} is not allowed: use true or false")
+    for key in (
+        "shuffle",
+        "tta",
+        "keep_best",
+        "compile",
+        "profile",
+        "lr_find",
+        "latency",
+        "reuse_memory",
+    ):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigError(f"{key}={cfg.get(key)!r} is not allowed: use true or false")
     number("label_smoothing", float, 0, 1, "low")
     if cfg.ema.enabled:
         number("ema.decay", float, 0, 1)
