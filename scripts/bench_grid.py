@@ -185,8 +185,8 @@ def main() -> None:
         same = "the same" if test_accs == first_accs else "other"
         print(
             f"repo  {name + ':':<45}{repo_s:8.1f} s   "
-            f"test acc {min(test_accs):.4f}-{max(test_accs):.4f} ({same} 8 numbers as typed)   "
-            f"threads/job {rows[0]['threads']}"
+            f"test acc {min(test_accs):.4f}-{max(test_accs):.4f} "
+            f"({same} {len(rows)} numbers as typed)   threads/job {rows[0]['threads']}"
         )
         if not any("launcher" in e for e in extra):  # one process, jobs in turn
             in_epochs = sum(r["epoch_duration"] * r["epochs_run"] for r in rows)

@@ -80,7 +80,7 @@ def run_job(cfg: DictConfig, output_dir: str | Path | None = None) -> float | li
     record = JobRecord(cfg, info, trial, checkpoint)  # its row says "running" from now on
     with record.running():  # a failure or an interrupt leaves a row that says so
         device = job_device(cfg.device)
-        set_cpu_runtime(cfg.threads, cfg.get("reuse_memory", True))
+        set_cpu_runtime(cfg)
         state, recipe, splits = prepare(cfg, data, device)
         if checkpoint is not None:
             state.load_state_dict(checkpoint)

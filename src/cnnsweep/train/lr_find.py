@@ -53,7 +53,7 @@ def find_lr(cfg: DictConfig, output_dir: str | Path | None = None) -> float:
         remove_fresh_folder(info)  # a refused run leaves nothing, as a refused job
         raise
     device = job_device(cfg.device)
-    set_cpu_runtime(cfg.threads, cfg.get("reuse_memory", True))
+    set_cpu_runtime(cfg)
     state, recipe, splits = prepare(cfg, data, device)
     lrs, losses = range_test(state, recipe, splits["train"])
     result = {**suggest(lrs, losses), "model": cfg.model.name, "optimizer": cfg.optimizer.name,

@@ -121,12 +121,12 @@ def reuse_freed_memory() -> bool:
     return bool(mmap_ok) and bool(mallopt(M_TRIM_THRESHOLD, REUSE_BYTES))
 
 
-def set_cpu_runtime(threads: int | str, reuse_memory: bool = True) -> int:
-    """Apply the job's CPU settings: torch's thread count (``resolve_threads``) and, with
-    ``reuse_memory``, ``reuse_freed_memory``; returns the thread count."""
-    count = resolve_threads(threads)
+def set_cpu_runtime(cfg: Any) -> int:
+    """Apply the job config's CPU settings: torch's thread count (``threads``, see
+    ``resolve_threads``) and ``reuse_memory`` (``reuse_freed_memory``); returns the count."""
+    count = resolve_threads(cfg.threads)
     torch.set_num_threads(count)
-    if reuse_memory:
+    if cfg.get("reuse_memory", True):
         reuse_freed_memory()
     return count
 

@@ -62,16 +62,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(problem)
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r} is not allowed: seed must be an integer")
-    for key in (
-        "shuffle",
-        "tta",
-        "keep_best",
-        "compile",
-        "profile",
-        "lr_find",
-        "latency",
-        "reuse_memory",
-    ):
+    switches = ("shuffle", "tta", "keep_best", "compile", "profile", "lr_find", "latency",
+                "reuse_memory")  # fmt: skip
+    for key in switches:
         if not isinstance(cfg.get(key, False), bool):
             raise ConfigError(f"{key}={cfg.get(key)!r} is not allowed: use true or false")
     number("label_smoothing", float, 0, 1, "low")
