@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 import cnnsweep.train.runtime as runtime
 from cnnsweep.train.job import run_job
 
-# a 64 MiB buffer allocated, filled and freed again and again, as a step's largest buffer is
+# a 64 MiB buffer allocated, filled and freed again and again, as a step's largest buffer is;
+# the faults of each round printed
 PROBE = """
 import resource, sys, torch
 from cnnsweep.train.runtime import reuse_freed_memory
@@ -23,17 +25,21 @@ def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):  # the heap settles around the first blocks
     torch.empty(16 << 20).fill_(1)
-before = faults()
-for _ in range(5):
+counts = []
+for _ in range(9):
+    before = faults()
     torch.empty(16 << 20).fill_(1)
-print(faults() - before)
+    counts.append(faults() - before)
+print(*counts)
 """
 
 
 def page_faults(mode: str) -> int:
+    """The median round's page faults: a round where the heap still grows now and then (the
+    small blocks around the big one land elsewhere) does not count."""
     proc = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return int(proc.stdout.split()[-1])
+    return statistics.median(int(n) for n in proc.stdout.split())
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -41,7 +47,7 @@ def test_freed_buffers_are_reused_without_page_faults() -> None:
     """Without it glibc hands a freed 64 MiB block back to the OS and faults the next one in
     page by page; with it the next allocation takes the same memory again."""
     system, kept = page_faults("off"), page_faults("on")
-    assert system >= 5 * 30  # at least one fault per 2 MiB page, five times
+    assert system >= 30  # at least one fault per 2 MiB page, every round
     assert kept * 10 < system
 
 
