@@ -1,8 +1,7 @@
 """Export a job's kept weights: `python export.py outputs/<date>/<time> [--format onnx]`."""
 
-import sys
-
+from cnnsweep.commands import exit_without_teardown
 from cnnsweep.export import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

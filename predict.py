@@ -1,8 +1,7 @@
 """Predict with a trained job: `python predict.py outputs/<date>/<time> [IMAGE ...]`."""
 
-import sys
-
+from cnnsweep.commands import exit_without_teardown
 from cnnsweep.predict import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

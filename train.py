@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from cnnsweep.commands import interrupted_line
+from cnnsweep.commands import exit_without_teardown, interrupted_line
 from cnnsweep.data.types import DatasetError
 from cnnsweep.sweep.callbacks import SweepSummary
 from cnnsweep.sweep.resolvers import register_resolvers
@@ -57,3 +57,4 @@ if __name__ == "__main__":
     except KeyboardInterrupt as e:  # Ctrl-C: one line, not a traceback; rows already say it
         print(interrupted_line(e, sys.argv[1:], SweepSummary.sweep_dir), file=sys.stderr)
         sys.exit(130)
+    exit_without_teardown(0)  # done: the prompt back 1.5-2.3 s sooner
