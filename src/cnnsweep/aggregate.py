@@ -1,8 +1,7 @@
 """``python -m cnnsweep.aggregate`` (``make aggregate``): see ``cnnsweep.results.cli``."""
 
-import sys
-
+from cnnsweep.commands import exit_without_teardown
 from cnnsweep.results.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())
