@@ -34,7 +34,7 @@ print(*counts)
 """
 
 
-def page_faults(mode: str) -> int:
+def page_faults(mode: str) -> float:
     """The median round's page faults: a round where the heap still grows now and then (the
     small blocks around the big one land elsewhere) does not count."""
     proc = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True)
