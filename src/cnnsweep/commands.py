@@ -3,9 +3,12 @@ venv is active, from the folder the user is in."""
 
 from __future__ import annotations
 
+import atexit
+import os
 import shlex
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -86,19 +89,12 @@ def exit_without_teardown(code: int = 0) -> NoReturn:
     coverage tracer (they write after the program returns), or where this Python lacks the
     hooks it needs, it exits the usual way.
     """
-    import atexit
-    import os
-    import threading
-
-    shutdown, run_exitfuncs = (
-        getattr(threading, "_shutdown", None),
-        getattr(atexit, "_run_exitfuncs", None),
-    )
     watched = sys.gettrace() is not None or sys.getprofile() is not None
-    if watched or shutdown is None or run_exitfuncs is None:
+    hooks = hasattr(threading, "_shutdown") and hasattr(atexit, "_run_exitfuncs")
+    if watched or not hooks:
         sys.exit(code)
-    shutdown()  # the program's threads end first, as at a normal exit
-    run_exitfuncs()
+    threading._shutdown()  # the program's threads end first, as at a normal exit
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
