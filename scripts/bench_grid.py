@@ -16,6 +16,8 @@ shuffle=[true, false], 3 epochs each, on real Fashion-MNIST, both measured in th
 
     python scripts/bench_grid.py            # the full grid (several minutes on 2 cores)
     python scripts/bench_grid.py --quick    # 1 epoch, 2 runs: checks that it works
+    python scripts/bench_grid.py --pairs 3  # as typed and the seed loop in turn, 3 times:
+                                            # the median ratio survives the machine's drift
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import itertools
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -161,7 +164,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: 3 (1 with --quick)")
     parser.add_argument("--root", default="data", help="data_dir holding FashionMNIST/raw")
     parser.add_argument("--out", default="bench_out/grid", help="where both write their logs")
+    parser.add_argument(
+        "--pairs", type=int, default=1,
+        help="times the command as typed and the seed loop run in turn (A B A B): the headline\n"
+        "is the median of their pair-by-pair ratios; the variants run once, after the first",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.pairs < 1:
+        parser.error(f"--pairs {args.pairs}: give 1 or more")
     grid = QUICK if args.quick else GRID
     epochs = args.epochs or (1 if args.quick else 3)
     runs = runs_of(grid)
@@ -174,42 +184,86 @@ def main() -> None:
     axes = " x ".join(f"{k}={v}" for k, v in grid.items())
     print(f"grid: {len(runs)} runs x {epochs} epoch(s), {axes}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; logs in {out}")
-    timed, first_accs = {}, None
-    for name, extra in VARIANTS.items():
-        repo_s, rows = repo_grid(grid, epochs, args.root, out, name, extra)
-        bad = [r for r in rows if r.get("status") != "completed"]
-        if len(rows) != len(runs) or bad:
-            sys.exit(f"{name}: {len(rows)} rows, not completed: {[r.get('error') for r in bad]}")
-        test_accs = [r["test_acc"] for r in rows]
-        first_accs = first_accs or test_accs  # the numbers of the command as typed
-        same = "the same" if test_accs == first_accs else "other"
+    typed, *variants = VARIANTS.items()
+    timed: dict[str, float] = {}
+    first_accs: list = []
+    pairs, seed_times = [], []
+    for pair in range(1, args.pairs + 1):
+        # the command as typed, then the seed loop: each pair measured minutes apart, no more
+        name, extra = typed
+        suffix = f" #{pair}" if args.pairs > 1 else ""
+        repo_s = run_variant(grid, epochs, args, out, name + suffix, extra, len(runs), first_accs)
+        seed_s = run_seed(runs, epochs, args.root, out)
+        pairs.append((repo_s, seed_s))
+        seed_times.append(seed_s)
+        if args.pairs > 1:
+            print(f"pair {pair}: {repo_s:.1f} s / {seed_s:.1f} s = {repo_s / seed_s:.3f}")
+        if pair == 1:  # the variants beside the first pair
+            for name, extra in variants:
+                timed[name] = run_variant(
+                    grid, epochs, args, out, name, extra, len(runs), first_accs
+                )
+    seed_s = statistics.median(seed_times)
+    ratios = [repo_s / s for repo_s, s in pairs]
+    ratio = statistics.median(ratios)
+    spread = (
+        f", {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} pairs" if len(ratios) > 1 else ""
+    )
+    print(f"ratio {typed[0]}/seed: {ratio:.3f}{spread} ({verdict(ratio)}; {1 / ratio:.1f}x faster)")
+    for name, repo_s in timed.items():
+        ratio = repo_s / seed_s
+        print(f"ratio {name}/seed: {ratio:.3f} ({verdict(ratio)}; {1 / ratio:.1f}x faster)")
+
+
+def verdict(ratio: float) -> str:
+    return f"{'meets' if ratio <= TARGET else 'misses'} the target <= {TARGET}"
+
+
+def run_variant(
+    grid: dict,
+    epochs: int,
+    args: argparse.Namespace,
+    out: Path,
+    name: str,
+    extra: list[str],
+    n_runs: int,
+    first_accs: list,
+) -> float:
+    """One variant of the grid through train.py -m; prints its time and test accuracies (the
+    same numbers as the command as typed, or other ones), and where its time went."""
+    repo_s, rows = repo_grid(grid, epochs, args.root, out, name, extra)
+    bad = [r for r in rows if r.get("status") != "completed"]
+    if len(rows) != n_runs or bad:
+        sys.exit(f"{name}: {len(rows)} rows, not completed: {[r.get('error') for r in bad]}")
+    test_accs = [r["test_acc"] for r in rows]
+    if not first_accs:
+        first_accs.extend(test_accs)  # the numbers of the command as typed
+    same = "the same" if test_accs == first_accs else "other"
+    print(
+        f"repo  {name + ':':<45}{repo_s:8.1f} s   "
+        f"test acc {min(test_accs):.4f}-{max(test_accs):.4f} "
+        f"({same} {len(rows)} numbers as typed)   threads/job {rows[0]['threads']}"
+    )
+    if not any("launcher" in e for e in extra):  # one process, jobs in turn
+        in_epochs = sum(r["epoch_duration"] * r["epochs_run"] for r in rows)
+        in_jobs = sum(r["run_duration"] for r in rows)
         print(
-            f"repo  {name + ':':<45}{repo_s:8.1f} s   "
-            f"test acc {min(test_accs):.4f}-{max(test_accs):.4f} "
-            f"({same} {len(rows)} numbers as typed)   threads/job {rows[0]['threads']}"
+            f"      of which epochs (train + val) {in_epochs:.1f} s, the rest of the jobs "
+            f"(test, checkpoints, rows, TensorBoard, pictures) {in_jobs - in_epochs:.1f} s, "
+            f"start and data {repo_s - in_jobs:.1f} s"
         )
-        if not any("launcher" in e for e in extra):  # one process, jobs in turn
-            in_epochs = sum(r["epoch_duration"] * r["epochs_run"] for r in rows)
-            in_jobs = sum(r["run_duration"] for r in rows)
-            print(
-                f"      of which epochs (train + val) {in_epochs:.1f} s, the rest of the jobs "
-                f"(test, checkpoints, rows, TensorBoard, pictures) {in_jobs - in_epochs:.1f} s, "
-                f"start and data {repo_s - in_jobs:.1f} s"
-            )
-        timed[name] = repo_s
-    seed_s, results = seed_grid(runs, epochs, args.root, out)
+    return repo_s
+
+
+def run_seed(runs: list[dict], epochs: int, root: str, out: Path) -> float:
+    """The seed loop once; prints its time and last-epoch train accuracies."""
+    seed_s, results = seed_grid(runs, epochs, root, out)
     last = [r["accuracy"] for r in results if r["epoch"] == epochs]
     print(
         f"seed  {'DataLoader loop (train only):':<45}{seed_s:8.1f} s   "
         f"train acc {min(last):.4f}-{max(last):.4f}"
     )
-    for name, repo_s in timed.items():
-        ratio = repo_s / seed_s
-        verdict = "meets" if ratio <= TARGET else "misses"
-        print(
-            f"ratio {name}/seed: {ratio:.3f} ({verdict} the target <= {TARGET}; "
-            f"{seed_s / repo_s:.1f}x faster)"
-        )
+    return seed_s
 
 
 if __name__ == "__main__":
