@@ -187,15 +187,15 @@ def main() -> None:
     typed, *variants = VARIANTS.items()
     timed: dict[str, float] = {}
     first_accs: list = []
-    pairs, seed_times = [], []
+    pairs = []  # (as typed, seed loop) seconds
     for pair in range(1, args.pairs + 1):
-        # the command as typed, then the seed loop: each pair measured minutes apart, no more
+        # the command as typed right before the seed loop: the machine's drift between them is
+        # what a pair leaves in its ratio
         name, extra = typed
         suffix = f" #{pair}" if args.pairs > 1 else ""
         repo_s = run_variant(grid, epochs, args, out, name + suffix, extra, len(runs), first_accs)
         seed_s = run_seed(runs, epochs, args.root, out)
         pairs.append((repo_s, seed_s))
-        seed_times.append(seed_s)
         if args.pairs > 1:
             print(f"pair {pair}: {repo_s:.1f} s / {seed_s:.1f} s = {repo_s / seed_s:.3f}")
         if pair == 1:  # the variants beside the first pair
@@ -203,7 +203,7 @@ def main() -> None:
                 timed[name] = run_variant(
                     grid, epochs, args, out, name, extra, len(runs), first_accs
                 )
-    seed_s = statistics.median(seed_times)
+    seed_s = statistics.median(s for _, s in pairs)
     ratios = [repo_s / s for repo_s, s in pairs]
     ratio = statistics.median(ratios)
     spread = (
