@@ -276,3 +276,18 @@ def test_hparams_list_the_knobs_given_on_the_command_line_first(compose_cfg, tmp
         assert list(record._hparams_given_first())[:3] == ["lr", "shuffle", "model"]
     finally:
         record.alive.release()
+
+
+def test_a_first_run_on_a_new_machine_logs_no_matplotlib_housekeeping(tmp_path: Path) -> None:
+    # an empty MPLCONFIGDIR is a machine where matplotlib never ran: it builds its font cache
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO); "
+        "import cnnsweep.reports; logging.getLogger('cnnsweep').info('job line')"
+    )
+    env = os.environ | {"MPLCONFIGDIR": str(tmp_path / "mpl")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "mpl").is_dir()  # the cache was built in this run
+    assert proc.stderr.strip() == "INFO:cnnsweep:job line"
