@@ -1,10 +1,11 @@
 """The shape of the code a newcomer relies on: small modules, a short job, no import cycle, and
-one schema that a new knob is added to in one line."""
+one schema that a new knob is added to in one line, and links between the docs that land."""
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -59,3 +60,22 @@ def test_a_new_knob_is_one_schema_line(compose_cfg, tmp_path: Path, monkeypatch)
     assert header.index("mixup") < header.index("train_loss")  # among the knobs, not after
     assert "mixup" in (tmp_path / "res" / "summary.md").read_text()  # it varies: a column
     assert report["runs"][0]["mixup"] in (0.2, 0.4)
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped,
+    spaces as hyphens."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    names = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()) for line in lines]
+    return {name.replace(" ", "-") for name in names}
+
+
+def test_every_link_to_a_heading_in_the_docs_lands_on_one() -> None:
+    pages = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)#([^)\s]+)\)", page.read_text()):
+            linked = (page.parent / target).resolve() if target else page
+            if not linked.is_file() or anchor not in heading_anchors(linked):
+                broken.append(f"{page.relative_to(REPO)}: {target}#{anchor}")
+    assert broken == []
