@@ -1,5 +1,5 @@
-"""The shape of the code a newcomer relies on: small modules, a short job, no import cycle, and
-one schema that a new knob is added to in one line, and links between the docs that land."""
+"""The shape of the code a newcomer relies on: small modules, a short job, no import cycle, one
+schema that a new knob is added to in one line, and links between the docs that land."""
 
 from __future__ import annotations
 
