@@ -64,9 +64,10 @@ def test_a_new_knob_is_one_schema_line(compose_cfg, tmp_path: Path, monkeypatch)
 
 def heading_anchors(path: Path) -> set[str]:
     """The anchors GitHub gives a Markdown file's headings: lower case, punctuation dropped,
-    spaces as hyphens."""
-    lines = [line for line in path.read_text().splitlines() if line.startswith("#")]
-    names = [re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()) for line in lines]
+    spaces as hyphens. A ``# comment`` in a code block is no heading."""
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    titles = re.findall(r"^#+ (.+)$", text, flags=re.M)
+    names = [re.sub(r"[^\w\- ]", "", title.strip().lower()) for title in titles]
     return {name.replace(" ", "-") for name in names}
 
 
