@@ -149,8 +149,8 @@ def test_every_trial_is_a_job_with_the_params_the_study_recorded(first_search: P
         assert t.state.name == TRIAL_STATE[row["status"]], row["status"]
         assert row["study_name"] == STUDY
         assert {k: row[k] for k in SPACE} == t.params  # what the job trained with
-        if t.state.name != "FAIL":
-            assert t.value == pytest.approx(row["val_acc"])  # what the job returned
+        returned = None if t.state.name == "FAIL" else pytest.approx(row["val_acc"])
+        assert t.value == returned  # what the job returned (a FAIL trial has no value)
         epochs = json.loads((row["_dir"] / "epochs.json").read_text())
         assert t.intermediate_values == {
             e["epoch"]: pytest.approx(e["val_accuracy"]) for e in epochs[: reported_epochs(row)]
