@@ -10,14 +10,22 @@ import torch
 from conftest import CONF
 from omegaconf import OmegaConf
 
+from cnnsweep.data.load import load_data
 from cnnsweep.data.types import Split
-from cnnsweep.models import build_model, count_params, forward_flops, min_image_size
+from cnnsweep.models import (
+    build_model,
+    count_params,
+    first_convs,
+    forward_flops,
+    min_image_size,
+)
 from cnnsweep.predict import load_trained
 from cnnsweep.train.augment import build_augment, erase, hflip, shift
 from cnnsweep.train.job import ConfigError, run_job, validate
 from cnnsweep.train.loop import Recipe, evaluate, train_one_epoch, tta_views
 from cnnsweep.train.monitor import Monitor
 from cnnsweep.train.schedule import build_scheduler
+from cnnsweep.train.whitening import whiten_first_conv, whitening_filters
 
 QUIET = ["reports=false", "tensorboard.graph=false", "tensorboard.histograms=false"]
 FILL = torch.tensor([-1.0])
@@ -238,6 +246,35 @@ def test_pool_before_bn_normalises_the_pooled_maps(compose_cfg, tmp_path: Path) 
     assert isinstance(trained.model.features[1], torch.nn.MaxPool2d)
 
 
+def test_whitened_first_conv_decorrelates_patches_and_never_trains(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """The first conv's first filters map the images' patches to unit-variance, uncorrelated
+    values, the rest are their negatives; a job keeps them as they were and stores them."""
+    torch.manual_seed(0)
+    images = torch.randn(200, 1, 12, 12).cumsum(-1)  # neighbouring pixels strongly correlated
+    conv = torch.nn.Conv2d(1, 24, 3, padding=1, bias=False)
+    filters = whitening_filters(images, conv)
+    assert filters.shape == (24, 1, 3, 3)
+    torch.testing.assert_close(filters[9:18], -filters[:9])
+    torch.testing.assert_close(filters[18:], filters[:6])
+    out = torch.nn.functional.conv2d(images, filters[:9], padding=1)
+    cov = torch.cov(out.transpose(0, 1).reshape(9, -1))
+    torch.testing.assert_close(cov, torch.diag(cov.diagonal()), atol=0.02, rtol=0)
+    assert 0.9 < cov.diagonal().min() and cov.diagonal().max() < 1.02
+
+    cfg = compose_cfg(["model=cnn", "model.width=8", "model.first_conv=whitened", *QUIET])
+    run_job(cfg, output_dir=tmp_path)
+    row = json.loads((tmp_path / "results.json").read_text())
+    assert row["status"] == "completed" and row["first_conv"] == "whitened"
+    fresh = build_model("cnn", width=8)
+    whiten_first_conv(fresh, load_data(cfg.data, cfg.seed).train.images)
+    stored = load_trained(tmp_path).model.features[0].weight  # after 3 epochs of training
+    torch.testing.assert_close(stored, fresh.features[0].weight)
+    convs = first_convs(fresh)
+    assert not convs[0].weight.requires_grad and convs[1].weight.requires_grad
+
+
 @pytest.mark.parametrize("name", ["cnn", "resnet"])
 @pytest.mark.parametrize("channels,size", [(1, 28), (3, 32)])
 def test_new_models_build_for_both_shapes(name: str, channels: int, size: int) -> None:
@@ -296,6 +333,8 @@ def test_checkpoints_of_new_models_round_trip_through_predict(
         (["model=cnn", "model.first_depth=0"], "model.first_depth=0 is not allowed"),
         (["model=cnn", "model.pool_before_bn=maybe"],
          "model.pool_before_bn='maybe' is not allowed: use true or false"),
+        (["model=cnn", "model.first_conv=fixed"],
+         "model.first_conv='fixed' is not allowed: use one of ['trained', 'whitened']"),
     ],
 )  # fmt: skip
 def test_bad_recipe_values_are_one_line_errors(

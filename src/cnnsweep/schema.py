@@ -47,6 +47,7 @@ KNOBS = {
     "depth": "model.depth",
     "first_depth": "model.first_depth",
     "pool_before_bn": "model.pool_before_bn",
+    "first_conv": "model.first_conv",
     "dropout": "model.dropout",
     "data": "data.name",
     "optimizer": "optimizer.name",
@@ -149,6 +150,7 @@ NEUTRAL = {
     "overfit_batches": None,
     "model.first_depth": None,
     "model.pool_before_bn": False,
+    "model.first_conv": "trained",
     "tta_shift": 0,
 }
 

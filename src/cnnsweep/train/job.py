@@ -45,6 +45,7 @@ from cnnsweep.train.runtime import ConfigError, job_device, set_cpu_runtime
 from cnnsweep.train.schedule import build_scheduler
 from cnnsweep.train.state import LAST, TrainState, load_last, save_model
 from cnnsweep.train.validation import validate
+from cnnsweep.train.whitening import whiten_first_conv
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,8 @@ def prepare(cfg: DictConfig, data: Data, device: torch.device) -> tuple[TrainSta
     splits = limited(cfg, splits)  # debug runs: a few batches
     torch.manual_seed(cfg.seed)
     model = build_model(**model_spec(cfg.model)).to(device, memory_format=memory_format)
+    if cfg.model.get("first_conv", "trained") == "whitened":  # fixed, never trained
+        whiten_first_conv(model, splits["train"].images)
     optimizer = build_optimizer(cfg.optimizer, model)
     steps = -(-len(splits["train"]) // cfg.batch_size)
     state = TrainState(

@@ -14,6 +14,7 @@ from cnnsweep.train.augment import AUGMENTS
 from cnnsweep.train.monitor import MONITORS
 from cnnsweep.train.runtime import ConfigError, check_precision, resolve_device, resolve_threads
 from cnnsweep.train.schedule import SCHEDULERS
+from cnnsweep.train.whitening import FIRST_CONV
 
 
 def validate(cfg: DictConfig) -> None:
@@ -91,6 +92,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"model.pool_before_bn={cfg.model.pool_before_bn!r} is not allowed: use true or false"
         )
+    if (first_conv := cfg.model.get("first_conv", "trained")) not in FIRST_CONV:
+        allowed = list(FIRST_CONV)
+        raise ConfigError(f"model.first_conv={first_conv!r} is not allowed: use one of {allowed}")
     number("tta_shift", int, 0, closed="low")
     if "dropout" in cfg.model:
         number("model.dropout", float, 0, 1, "low")
