@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnsweep.models import first_convs
+
 FIRST_CONV = ("trained", "whitened")
 EPS = 1e-2  # added to each eigenvalue (of normalised pixels): the faintest directions stay finite
 PATCH_IMAGES = 5000  # the first images of the training split, whose patches give the covariance
@@ -46,9 +48,9 @@ def whitening_filters(images: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> None:
     """Set ``model``'s first conv to ``whitening_filters`` of ``images`` (the normalised training
     split), its bias to zero, and freeze it."""
-    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    conv = first_convs(model)[0]
     with torch.no_grad():
-        conv.weight.copy_(whitening_filters(images.to(conv.weight.device), conv))
+        conv.weight.copy_(whitening_filters(images, conv))
         if conv.bias is not None:
             conv.bias.zero_()
     conv.requires_grad_(False)
