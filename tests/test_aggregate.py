@@ -292,6 +292,32 @@ def test_the_printout_says_why_each_job_is_not_ranked(tmp_path: Path, capsys, mo
     assert not any(line.endswith(": None") for line in out)
 
 
+def test_a_completed_job_without_the_objective_says_what_to_rank_it_by(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    # the seed grid beside experiment=fashion_mnist_fast: a fixed recipe keeps no validation
+    # split, so it has no val_acc, and only it has the cnn model's width
+    sweep = make_sweep(tmp_path / "sweep", [
+        {}, {"lr": 0.001},
+        {"model": "cnn", "width": 24, "val_fraction": 0, "objective": "test_acc",
+         "val_acc": None, "val_loss": None, "best_val_acc": None, "test_acc": 0.93},
+    ])  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert aggregate.main([str(sweep), "--out", "res"]) == 0
+    hint = "no val_acc to rank by; rank by its objective: "
+    hint += 'make aggregate ARGS="--objective test_acc"'
+    assert f"completed: sweep/2: {hint}" in capsys.readouterr().out.splitlines()
+    summary = (tmp_path / "res" / "summary.md").read_text()
+    assert f"| {hint} | sweep/2 |" in summary.split("## Not ranked")[1]
+    same = next(line for line in summary.splitlines() if line.startswith("Same in every job"))
+    assert "seed=42" in same and "width" not in same  # the network jobs have no width
+
+    assert aggregate.main([str(sweep), "--out", "res", "--objective", "test_acc"]) == 0
+    out = capsys.readouterr().out
+    assert "3 job(s): 3 completed" in out and "sweep/2" not in out.split("Pareto front")[1]
+    assert "## Not ranked" not in (tmp_path / "res" / "summary.md").read_text()
+
+
 def test_test_acc_picture_keeps_long_labels_readable(tmp_path: Path) -> None:
     """A search varies many knobs: each bar's label is wrapped, not cut off by the figure edge."""
     knobs = {"lr": 0.0333866, "batch_size": 128, "epochs": 12, "width": 24, "depth": 2,

@@ -36,6 +36,7 @@ from cnnsweep.results.stats import (
     rank_runs,
     seed_stats,
     varying,
+    why_unranked,
 )
 from cnnsweep.results.studies import study_reports
 from cnnsweep.results.tables import is_container, write_table
@@ -117,8 +118,10 @@ def aggregate(
     atomic_write(
         paths["summary.md"], summary_markdown(runs, objective, groups, duplicates, studies)
     )
+    why = why_unranked(runs, objective).dropna()
     return {"runs": table, "epochs": epoch_rows, "objective": objective, "paths": paths,
-            "study_files": study_files, "notes": notes}  # fmt: skip
+            "study_files": study_files, "notes": notes,
+            "why_unranked": dict(zip(runs.loc[why.index, "job_dir"], why))}  # fmt: skip
 
 
 def safe_name(name: str) -> str:
@@ -181,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ", ".join(f"#{r['rank']} ({cell_text(r.get(args.cost), args.cost)})"
                           for r in front))  # fmt: skip
     for r in runs:
-        if r["status"] != "completed":
-            why = r.get("error") or r.get("objective_from")  # a pruned job has no error
+        if r["rank"] is None:  # a pruned job has no error; a completed one maybe no objective
+            why = report["why_unranked"].get(r["job_dir"]) or r.get("objective_from")
             print(f"{r['status']}: {r['job_dir']}" + (f": {why}" if why else ""))
     return 0

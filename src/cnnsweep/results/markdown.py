@@ -11,7 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cnnsweep.results.stats import ci_method, dataset_of, datasets, is_better, seeds_text, varying
+from cnnsweep.results.stats import (
+    ci_method,
+    dataset_of,
+    datasets,
+    is_better,
+    seeds_text,
+    varying,
+    why_unranked,
+)
 from cnnsweep.schema import KNOBS
 
 LABELS = {"epoch_duration": "s/epoch", "best_epoch": "best epoch", "batch_size": "batch size",
@@ -90,7 +98,8 @@ def summary_markdown(
             "",
         ]
     if len(rest):
-        columns = [*sweep, "job", "status", *hp_cols, "error", "job_dir"]
+        columns = [*sweep, "job", "status", *hp_cols, "why", "job_dir"]
+        rest = rest.assign(why=why_unranked(runs, objective)[rest.index])
         lines += ["## Not ranked", "", _markdown(_cells(rest, columns)), ""]
     if studies:
         lines += ["## Optuna studies", "", *studies, ""]
@@ -105,7 +114,13 @@ def _board(
     ranked = runs[runs["rank"].notna()]
     hp_cols = varying(runs, KNOBS) or ["model", "optimizer", "lr", "batch_size"]
     lines: list[str] = []
-    constant = [c for c in KNOBS if c not in hp_cols and c in runs and runs[c].notna().any()]
+    # a knob some job's model lacks (network has no width) is not the same in every job;
+    # a job whose row is unreadable knows no value and does not count
+    known = runs[~runs["status"].isin(("corrupt", "missing"))]
+    constant = [
+        c for c in KNOBS
+        if c not in hp_cols and c in runs and runs[c].notna().any() and known[c].notna().all()
+    ]  # fmt: skip
     if constant:
         same = ", ".join(f"{c}={cell_text(runs[c].dropna().iloc[0], c)}" for c in constant)
         lines += [f"Same in every job: {same}.", ""]

@@ -49,6 +49,21 @@ def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.Data
     return runs.reset_index(drop=True), objective
 
 
+def why_unranked(runs: pd.DataFrame, objective: str) -> pd.Series:
+    """Why each job has no rank: its error, or for a completed job without ``objective`` (a
+    fixed recipe that keeps no validation split has no ``val_acc``) what to rank it by."""
+    error = runs["error"].astype(object) if "error" in runs else pd.Series(None, index=runs.index)
+    own = runs["objective"] if "objective" in runs else pd.Series(None, index=runs.index)
+    silent = runs["rank"].isna() & (runs["status"] == "completed") & error.isna()
+    hint = [
+        f"no {objective} to rank by"
+        + (f"; rank by its objective: make aggregate ARGS=\"--objective {o}\""
+           if isinstance(o, str) and o != objective else "")
+        for o in own[silent]
+    ]  # fmt: skip
+    return error.where(~silent, pd.Series(hint, index=runs.index[silent], dtype=object))
+
+
 def ci_bounds(metric: str) -> tuple[float | None, float | None]:
     """The values ``metric`` can take, which its confidence interval is clipped to: [0, 1] for
     an accuracy (a name ending in ``acc`` or ``accuracy``), >= 0 for a loss, else unbounded."""
