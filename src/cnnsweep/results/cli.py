@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ", ".join(f"#{r['rank']} ({cell_text(r.get(args.cost), args.cost)})"
                           for r in front))  # fmt: skip
     for r in runs:
-        if r["rank"] is None:  # a pruned job has no error; a completed one maybe no objective
-            why = report["why_unranked"].get(r["job_dir"]) or r.get("objective_from")
+        if r["rank"] is None:
+            why = report["why_unranked"].get(r["job_dir"])
             print(f"{r['status']}: {r['job_dir']}" + (f": {why}" if why else ""))
     return 0

@@ -50,18 +50,29 @@ def rank_runs(runs: pd.DataFrame, objective: str | None = None) -> tuple[pd.Data
 
 
 def why_unranked(runs: pd.DataFrame, objective: str) -> pd.Series:
-    """Why each job has no rank: its error, or for a completed job without ``objective`` (a
-    fixed recipe that keeps no validation split has no ``val_acc``) what to rank it by."""
-    error = runs["error"].astype(object) if "error" in runs else pd.Series(None, index=runs.index)
-    own = runs["objective"] if "objective" in runs else pd.Series(None, index=runs.index)
-    silent = runs["rank"].isna() & (runs["status"] == "completed") & error.isna()
-    hint = [
-        f"no {objective} to rank by"
-        + (f"; rank by its objective: make aggregate ARGS=\"--objective {o}\""
-           if isinstance(o, str) and o != objective else "")
-        for o in own[silent]
-    ]  # fmt: skip
-    return error.where(~silent, pd.Series(hint, index=runs.index[silent], dtype=object))
+    """Why each job has no rank (None for a ranked one): its error; for a completed job
+    without ``objective`` (a fixed recipe that keeps no validation split has no ``val_acc``)
+    what to rank it by; for a pruned one, where its last value came from."""
+
+    def column(name: str) -> pd.Series:
+        return runs[name] if name in runs else pd.Series(None, index=runs.index, dtype=object)
+
+    why: list[str | None] = []
+    for rank, status, error, own, source in zip(
+        runs["rank"], runs["status"], column("error"), column("objective"),
+        column("objective_from"),
+    ):  # fmt: skip
+        if not pd.isna(rank):
+            why.append(None)
+        elif isinstance(error, str) and error:
+            why.append(error)
+        elif status == "completed":
+            hint = f'; rank by its objective: make aggregate ARGS="--objective {own}"'
+            useful = isinstance(own, str) and own != objective
+            why.append(f"no {objective} to rank by" + (hint if useful else ""))
+        else:
+            why.append(source if isinstance(source, str) else None)
+    return pd.Series(why, index=runs.index, dtype=object)
 
 
 def ci_bounds(metric: str) -> tuple[float | None, float | None]:
